@@ -1,0 +1,86 @@
+"""The public verbs of fusekit. Each takes a workspace and a config and returns a report; none prints."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from fusekit import sources
+from fusekit.config import IngestConfig
+from fusekit.errors import ConfigError
+from fusekit.ingest import IngestReport, run_ingest
+from fusekit.manifests import Manifest, all_manifests, resolve
+from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
+from fusekit.workspace import Workspace, unit_name
+
+
+def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
+    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`)."""
+    return run_ingest(workspace, config)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    manifest: Manifest
+    variant: str
+    supported: bool
+
+
+def datasets() -> list[DatasetEntry]:
+    """Every dataset and variant fusekit knows, with whether it can be ingested."""
+    return [
+        DatasetEntry(m, v, spec.supported and sources.implemented(m.name, v))
+        for m in all_manifests().values()
+        for v, spec in m.variants.items()
+    ]
+
+
+def remove(workspace: Workspace, name: str, variant: str) -> list[str]:
+    """Remove an ingested variant's rows from every table that holds them; returns the tables touched."""
+    manifest = resolve(name)
+    manifest.variant(variant)
+    unit = unit_name(manifest.name, variant)
+    touched = []
+    for table in ("images", "rejects"):
+        if unit in workspace.units(table):
+            workspace.remove_unit(table, unit)
+            touched.append(table)
+    if not touched:
+        raise ConfigError(f"{manifest.name}/{variant} is not in the workspace {workspace.root}")
+    return touched
+
+
+@dataclass
+class DatasetStatus:
+    dataset: str
+    variants: list[str]
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (split, label) -> images
+    rejects: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def images(self) -> int:
+        return sum(self.counts.values())
+
+
+def status(workspace: Workspace) -> list[DatasetStatus]:
+    """Per dataset: images per split and canonical class, and rejects by reason."""
+    workspace.recover()
+    result: dict[str, DatasetStatus] = {}
+    images = workspace.read("images", IMAGES_SCHEMA, columns=["dataset", "variant", "split", "label"])
+    for row in images.group_by(["dataset", "variant", "split", "label"]).aggregate([([], "count_all")]).to_pylist():
+        entry = result.setdefault(row["dataset"], DatasetStatus(row["dataset"], []))
+        if row["variant"] not in entry.variants:
+            entry.variants.append(row["variant"])
+        entry.counts[(row["split"] or "-", row["label"])] += row["count_all"]
+    rejects = workspace.read("rejects", REJECTS_SCHEMA, columns=["dataset", "variant", "reason"])
+    for row in rejects.group_by(["dataset", "variant", "reason"]).aggregate([([], "count_all")]).to_pylist():
+        entry = result.setdefault(row["dataset"], DatasetStatus(row["dataset"], []))
+        if row["variant"] not in entry.variants:
+            entry.variants.append(row["variant"])
+        entry.rejects[row["reason"]] += row["count_all"]
+    for entry in result.values():
+        entry.variants.sort()
+    return [result[k] for k in sorted(result)]
+
+
+__all__ = ["ingest", "datasets", "remove", "status", "IngestConfig", "Workspace"]

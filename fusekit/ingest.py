@@ -1,0 +1,270 @@
+"""`fusekit ingest`: a native dataset layout -> `images` rows (and `rejects` rows for what cannot be used).
+
+The source yields cheap records in a deterministic order; they are cut into fixed-size chunks, and each chunk is
+decoded, hashed and written as one part of a staged unit. A part that exists is not redone, so a killed run resumes
+where it stopped, and the unit replaces the previous ingest of the same variant only when every part is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import pyarrow as pa
+
+from fusekit import __version__
+from fusekit import sources as source_registry
+from fusekit.config import IngestConfig
+from fusekit.imageio import Rejected, inspect
+from fusekit.manifests import DROP, Manifest, Variant, resolve
+from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
+from fusekit.sources.base import Source
+from fusekit.taxonomy import CLASS_ID
+from fusekit.workspace import Workspace, unit_name
+
+log = logging.getLogger(__name__)
+TABLES = ("images", "rejects")
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    variant: str
+    unit: str
+    anchor: str
+    images: int = 0
+    rejects: Counter[str] = field(default_factory=Counter)
+    by_split_label: Counter[tuple[str, str]] = field(default_factory=Counter)
+    parts: int = 0
+    resumed_parts: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+
+def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class ChunkProcessor:
+    """Turns a chunk of records into `images` and `rejects` rows. Pure apart from reading the files it names."""
+
+    def __init__(self, source: Source, manifest: Manifest, spec: Variant, workers: int) -> None:
+        self.source = source
+        self.manifest = manifest
+        self.spec = spec
+        self.workers = workers
+        self.blank_mean = float(spec.extra.get("blank_mean_below", 5))
+        self.blank_std = float(spec.extra.get("blank_std_below", 2))
+
+    def _id(self, record: Record) -> str:
+        return f"{self.manifest.name}/{self.spec.name}/{record.key}"
+
+    def _reject(self, record: Record, reason: str, detail: str = "") -> dict[str, Any]:
+        return {
+            "id": self._id(record),
+            "stage": "ingest",
+            "dataset": self.manifest.name,
+            "variant": self.spec.name,
+            "source_path": record.path,
+            "source_row": record.row,
+            "raw_label": record.raw_label,
+            "reason": reason,
+            "detail": detail,
+        }
+
+    def _label(self, record: Record) -> str:
+        if record.label is not None:
+            return record.label
+        if record.raw_label is None:
+            raise Rejected("unlabelled", "no label for this entry")
+        canonical = self.spec.canonical(record.raw_label)
+        if canonical is None:
+            raise Rejected("unknown_label", f"{record.raw_label!r} is not in the {self.manifest.name} label map")
+        if canonical == DROP:
+            raise Rejected("dropped_label", f"{record.raw_label!r} has no canonical class")
+        return canonical
+
+    def _bytes(self, record: Record) -> bytes:
+        if record.load is not None:
+            return record.load()
+        assert record.path is not None, "a record needs a path or a loader"
+        try:
+            return (self.source.root / record.path).read_bytes()
+        except FileNotFoundError:
+            raise Rejected("missing_file", f"{record.path} does not exist") from None
+        except OSError as exc:
+            raise Rejected("unreadable", f"{record.path}: {exc.strerror or exc}") from None
+
+    def process_one(self, record: Record) -> tuple[str, dict[str, Any]]:
+        if record.reject:
+            return "rejects", self._reject(record, record.reject, record.reject_detail)
+        try:
+            label = self._label(record)
+            data = self._bytes(record)
+            info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean, blank_std=self.blank_std)
+        except Rejected as rejected:
+            return "rejects", self._reject(record, rejected.reason, rejected.detail)
+        stored = record.load is not None
+        box = record.face_box
+        return "images", {
+            "id": self._id(record),
+            "dataset": self.manifest.name,
+            "variant": self.spec.name,
+            "source_path": record.path,
+            "source_row": record.row,
+            "image": {"bytes": data if stored else None, "path": record.stored_name if stored else record.path},
+            "split": record.split,
+            "subject": record.subject,
+            "group": record.group,
+            "raw_label": record.raw_label,
+            "label": label,
+            "label_id": CLASS_ID[label],
+            "label_source": record.label_source,
+            "width": info.width,
+            "height": info.height,
+            "mode": info.mode,
+            "sha256": info.sha256,
+            "face_box": None if box is None else dict(zip("xywh", map(float, box))),
+            "terms": self.spec.terms.id,
+            "extra": dumps_extra(record.extra),
+        }
+
+    def __call__(self, chunk: list[Record]) -> dict[str, pa.Table]:
+        # Decoding and hashing release the GIL, so threads overlap file reads and decodes.
+        if self.workers > 1 and len(chunk) > 64:
+            with ThreadPoolExecutor(self.workers) as pool:
+                results = list(pool.map(self.process_one, chunk, chunksize=32))
+        else:
+            results = [self.process_one(r) for r in chunk]
+        rows: dict[str, list[dict[str, Any]]] = {"images": [], "rejects": []}
+        for table, row in results:
+            rows[table].append(row)
+        return {
+            "images": pa.Table.from_pylist(rows["images"], schema=IMAGES_SCHEMA),
+            "rejects": pa.Table.from_pylist(rows["rejects"], schema=REJECTS_SCHEMA),
+        }
+
+
+def _dedupe_keys(records: Iterable[Record]) -> Iterator[Record]:
+    """A key seen twice (the same layout extracted twice under one root) becomes a reject, never a second row."""
+    seen: set[str] = set()
+    for record in records:
+        if record.key in seen:
+            yield Record(key=f"{record.key}#dup", path=record.path, row=record.row, raw_label=record.raw_label,
+                         reject="duplicate_entry", reject_detail=f"the key {record.key!r} was already read")
+            continue
+        seen.add(record.key)
+        yield record
+
+
+def _part_stats(tables: dict[str, pa.Table]) -> dict[str, Any]:
+    images = tables["images"]
+    splits = images.column("split").to_pylist()
+    labels = images.column("label").to_pylist()
+    counts = Counter(f"{s or '-'}|{label}" for s, label in zip(splits, labels))
+    return {
+        "images": images.num_rows,
+        "rejects": dict(Counter(tables["rejects"].column("reason").to_pylist())),
+        "split_label": dict(counts),
+    }
+
+
+def _family_warning(workspace: Workspace, manifest: Manifest, variant: str) -> str | None:
+    others = [u.split("--", 1)[1] for u in workspace.units("images") if u.split("--", 1)[0] == manifest.name]
+    others = [v for v in others if v != variant]
+    if others and manifest.variants_overlap:
+        return (
+            f"{manifest.title}: variant {variant!r} overlaps the already ingested {', '.join(others)} "
+            f"(the same faces in another packaging). Keep one, or let `fusekit dedupe` drop the copies; "
+            f"`fusekit remove {manifest.name} --variant {others[0]}` removes the other."
+        )
+    return None
+
+
+def plan(config: IngestConfig) -> tuple[Manifest, type[Source], Path]:
+    """Resolve the dataset name and detect the variant; raises a user error before anything is written."""
+    manifest = resolve(config.name)
+    cls, anchor = source_registry.detect(manifest, Path(config.source).resolve(), config.variant)
+    return manifest, cls, anchor
+
+
+def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
+    manifest, cls, anchor = plan(config)
+    spec = manifest.variant(cls.variant)
+    source = cls(anchor, spec, config.options)
+    unit = unit_name(manifest.name, spec.name)
+    report = IngestReport(manifest.name, spec.name, unit, str(anchor))
+    started = time.perf_counter()
+    workspace.ensure()
+    warning = _family_warning(workspace, manifest, spec.name)
+    if warning:
+        report.warnings.append(warning)
+    fingerprint = {
+        "dataset": manifest.name,
+        "variant": spec.name,
+        "anchor": str(anchor),
+        "options": config.options,
+        "chunk_size": config.chunk_size,
+        "fusekit": __version__,
+    }
+    staging = workspace.stage(unit, fingerprint)
+    processor = ChunkProcessor(source, manifest, spec, config.workers)
+    from fusekit import progress
+
+    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar:
+        for index, chunk in enumerate(_chunks(_dedupe_keys(source.records()), config.chunk_size)):
+            if staging.is_done(index):
+                stats = staging.done_stats(index)
+                report.resumed_parts += 1
+            else:
+                tables = processor(chunk)
+                stats = _part_stats(tables)
+                staging.write_part(index, tables, stats)
+            _add_stats(report, stats)
+            report.parts += 1
+            bar.update(len(chunk))
+    report.notes.extend(source.notes)
+    info = {
+        "dataset": manifest.name,
+        "variant": spec.name,
+        "source_root": str(source.root),
+        "anchor": str(anchor),
+        "options": config.options,
+        "images": report.images,
+        "rejects": dict(report.rejects),
+        "fusekit": __version__,
+        "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    staging.finish(info, TABLES)
+    report.seconds = time.perf_counter() - started
+    report.notes.extend(_expectation_notes(spec, report))
+    return report
+
+
+def _add_stats(report: IngestReport, stats: dict[str, Any]) -> None:
+    report.images += stats["images"]
+    report.rejects.update(stats["rejects"])
+    for key, count in stats["split_label"].items():
+        split, label = key.split("|", 1)
+        report.by_split_label[(split, label)] += count
+
+
+def _expectation_notes(spec: Variant, report: IngestReport) -> list[str]:
+    total = spec.expected.get("total")
+    if total is not None and report.images != total:
+        return [f"{report.images:,} images kept where the full {spec.name} release has {total:,}: a subset, "
+                f"or files that could not be used (see the rejects)"]
+    return []

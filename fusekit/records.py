@@ -1,0 +1,107 @@
+"""The plain records sources yield, and the Parquet schemas of the workspace tables (defined once, here)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample as a source sees it, before any image is decoded.
+
+    ``key`` is unique within a variant and stable across runs and machines: a path relative to the layout's anchor
+    (``train/angry/Training_3908.jpg``) or a row number (``row00042``), never an absolute path.
+    Exactly one of ``path`` (a file the user owns, relative to the source root) or ``load`` (a callable that returns
+    the encoded image bytes, for images that have no file of their own) is set, unless ``reject`` is.
+    """
+
+    key: str
+    raw_label: str | None = None
+    label: str | None = None  # canonical label when the source derives it itself (FER+ votes); else mapped by manifest
+    label_source: str = "dataset"
+    split: str | None = None
+    subject: str | None = None
+    group: str | None = None
+    path: str | None = None
+    row: int | None = None
+    load: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+    stored_name: str | None = None  # the file name an HF reader shows for stored bytes
+    face_box: tuple[float, float, float, float] | None = None  # x, y, w, h in source pixels
+    extra: dict[str, Any] = field(default_factory=dict)
+    reject: str | None = None  # a reason, when the source already knows this entry is unusable
+    reject_detail: str = ""
+    check_blank: bool = False  # reject near-constant images (KDEF's all-black files)
+
+
+IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+BOX_STRUCT = pa.struct([("x", pa.float32()), ("y", pa.float32()), ("w", pa.float32()), ("h", pa.float32())])
+
+IMAGES_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("dataset", pa.string()),
+        ("variant", pa.string()),
+        ("source_path", pa.string()),
+        ("source_row", pa.int64()),
+        ("image", IMAGE_STRUCT),
+        ("split", pa.string()),
+        ("subject", pa.string()),
+        ("group", pa.string()),
+        ("raw_label", pa.string()),
+        ("label", pa.string()),
+        ("label_id", pa.int8()),
+        ("label_source", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("mode", pa.string()),
+        ("sha256", pa.string()),
+        ("face_box", BOX_STRUCT),
+        ("terms", pa.string()),
+        ("extra", pa.string()),
+    ]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("stage", pa.string()),
+        ("dataset", pa.string()),
+        ("variant", pa.string()),
+        ("source_path", pa.string()),
+        ("source_row", pa.int64()),
+        ("raw_label", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+# Reasons a stage may give for a rejected entry; a closed list keeps summaries and tests honest.
+REJECT_REASONS = {
+    "empty_file": "the file has zero bytes",
+    "not_an_image": "the content is not an image format Pillow knows (e.g. HTML or text with an image extension)",
+    "truncated": "the image data ends early",
+    "undecodable": "the image could not be decoded",
+    "decompression_bomb": "the declared pixel count exceeds the safety limit",
+    "unreadable": "the file could not be read",
+    "unknown_label": "the label is not in the dataset's label map",
+    "dropped_label": "the label has no canonical class (e.g. FER+ unknown / non-face, AffectNet none)",
+    "unlabelled": "no label file or an empty label for this sample",
+    "malformed_row": "a label-file or CSV row that cannot be parsed",
+    "stray_file": "a file that is not part of the dataset (.DS_Store, Thumbs.db, README, ...)",
+    "unrecognised_name": "a file whose name does not follow the dataset's naming scheme",
+    "excluded": "a file the dataset ships that is not a sample (e.g. KDEF's averaged AKDEF faces)",
+    "blank_image": "a (near-)constant image, e.g. KDEF's all-black files",
+    "missing_file": "a label row whose image file is missing",
+    "duplicate_entry": "the same entry appears twice in the layout (e.g. extracted twice)",
+}
+
+
+def dumps_extra(extra: dict[str, Any]) -> str | None:
+    """Deterministic JSON for the ``extra`` column."""
+    return json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else None

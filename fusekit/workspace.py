@@ -1,0 +1,186 @@
+"""The workspace: one folder that holds every table, written atomically and read as one.
+
+Layout::
+
+    <workspace>/
+      tables/<table>/<unit>/part-00000.parquet   a table is a folder of units; a unit is what one run of a stage
+                                                 owns (an ingested dataset variant: ``fer2013--csv``)
+      tables/<table>/<unit>/_unit.json           what produced the unit (source root, config, counts)
+      .staging/<unit>/<table>/part-*.parquet     a unit being built; ``_done/part-*.json`` marks finished parts
+      .trash/                                    replaced units, removed after the swap
+
+A part is written under a temporary name and renamed into place, so a killed run never leaves half a part. A unit
+becomes visible only when it is complete: its staged tables are swapped in with ``os.replace``-style renames, and a
+journal file (``_COMPLETE``) lets ``Workspace.recover`` finish a swap that a crash interrupted. Files starting with
+``_`` or ``.`` are ignored by pyarrow, pandas, polars and DuckDB, so the tables read the same without fusekit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+DEFAULT_WORKSPACE = "fusekit-work"
+
+
+def unit_name(dataset: str, variant: str) -> str:
+    return f"{dataset}--{variant}"
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Workspace:
+    """A workspace folder. Creating the object creates nothing; ``ensure()`` makes the folders."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root or os.environ.get("FUSEKIT_WORKSPACE") or DEFAULT_WORKSPACE).resolve()
+
+    # -- paths -------------------------------------------------------------------------------------------------
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / ".staging"
+
+    def table_dir(self, table: str) -> Path:
+        return self.tables / table
+
+    def unit_dir(self, table: str, unit: str) -> Path:
+        return self.tables / table / unit
+
+    def ensure(self) -> Workspace:
+        self.tables.mkdir(parents=True, exist_ok=True)
+        self.recover()
+        return self
+
+    # -- reading -----------------------------------------------------------------------------------------------
+    def units(self, table: str) -> list[str]:
+        folder = self.table_dir(table)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+    def unit_info(self, table: str, unit: str) -> dict[str, Any] | None:
+        path = self.unit_dir(table, unit) / "_unit.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def read(self, table: str, schema: pa.Schema, *, units: Iterable[str] | None = None,
+             columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+        """Read a table (or some of its units) as one Arrow table, rows in unit and part order."""
+        chosen = self.units(table) if units is None else sorted(units)
+        files = [str(p) for u in chosen for p in sorted(self.unit_dir(table, u).glob("part-*.parquet"))]
+        if not files:
+            empty = schema.empty_table()
+            return empty.select(columns) if columns else empty
+        dataset = ds.dataset(files, format="parquet", schema=schema)
+        return dataset.to_table(columns=columns, filter=filter)
+
+    # -- writing a unit through staging -------------------------------------------------------------------------
+    def stage(self, unit: str, fingerprint: dict[str, Any]) -> Staging:
+        """A staging area for ``unit``; reused (resumed) only if ``fingerprint`` matches the one it was made with."""
+        self.ensure()
+        path = self.staging / unit
+        config_path = path / "_fingerprint.json"
+        if path.exists():
+            same = config_path.is_file() and json.loads(config_path.read_text(encoding="utf-8")) == _jsonable(fingerprint)
+            if not same or (path / "_COMPLETE").exists():
+                shutil.rmtree(path)
+        if not path.exists():
+            path.mkdir(parents=True)
+            write_json_atomic(_jsonable(fingerprint), config_path)
+        return Staging(self, unit, path)
+
+    def recover(self) -> list[str]:
+        """Finish swaps that a crash interrupted; remove leftovers. Returns the units it committed."""
+        committed = []
+        if self.staging.is_dir():
+            for path in sorted(self.staging.iterdir()):
+                if (path / "_COMPLETE").is_file():
+                    Staging(self, path.name, path).commit()
+                    committed.append(path.name)
+        trash = self.root / ".trash"
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        return committed
+
+    def remove_unit(self, table: str, unit: str) -> None:
+        path = self.unit_dir(table, unit)
+        if path.exists():
+            trash = self.root / ".trash" / f"{table}--{unit}--{uuid.uuid4().hex}"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def _jsonable(data: Any) -> Any:
+    return json.loads(json.dumps(data, sort_keys=True, default=str))
+
+
+class Staging:
+    """Parts of one unit being built. Parts are numbered; a part is finished once its marker exists."""
+
+    def __init__(self, workspace: Workspace, unit: str, path: Path) -> None:
+        self.workspace = workspace
+        self.unit = unit
+        self.path = path
+
+    def _marker(self, index: int) -> Path:
+        return self.path / "_done" / f"part-{index:05d}.json"
+
+    def is_done(self, index: int) -> bool:
+        return self._marker(index).is_file()
+
+    def done_stats(self, index: int) -> dict[str, Any]:
+        return json.loads(self._marker(index).read_text(encoding="utf-8"))
+
+    def write_part(self, index: int, tables: dict[str, pa.Table], stats: dict[str, Any]) -> None:
+        """Write one part of every table, then its marker (the marker is what makes the part count)."""
+        for name, table in tables.items():
+            write_parquet_atomic(table, self.path / name / f"part-{index:05d}.parquet")
+        write_json_atomic(stats, self._marker(index))
+
+    def finish(self, info: dict[str, Any], tables: Iterable[str]) -> None:
+        """Mark the unit complete and swap it into ``tables/``."""
+        for name in tables:
+            (self.path / name).mkdir(parents=True, exist_ok=True)
+            write_json_atomic(info, self.path / name / "_unit.json")
+        write_json_atomic({"tables": sorted(tables)}, self.path / "_COMPLETE")
+        self.commit()
+
+    def commit(self) -> None:
+        journal = json.loads((self.path / "_COMPLETE").read_text(encoding="utf-8"))
+        for name in journal["tables"]:
+            staged = self.path / name
+            if not staged.exists():  # already swapped before a crash
+                continue
+            self.workspace.remove_unit(name, self.unit)
+            target = self.workspace.unit_dir(name, self.unit)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+        shutil.rmtree(self.path, ignore_errors=True)
