@@ -1,0 +1,66 @@
+"""Shared test helpers: small generated images and a CLI runner that goes through `fusekit.cli.main`."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def pixels(seed: int, size: tuple[int, int] = (48, 48), channels: int = 1) -> np.ndarray:
+    """A distinct, deterministic uint8 image (smooth gradient plus blobs), H x W (x 3)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (xx * rng.uniform(0.5, 3) + yy * rng.uniform(0.5, 3)) % 255
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(3, max(w, h) / 3)
+        base = np.where((xx - cx) ** 2 + (yy - cy) ** 2 < r * r, rng.uniform(0, 255), base)
+    img = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    if channels == 3:
+        img = np.stack([img, np.roll(img, 3, axis=0), np.roll(img, 5, axis=1)], axis=-1)
+    return img
+
+
+def image_bytes(seed: int, size: tuple[int, int] = (48, 48), fmt: str = "PNG", mode: str = "L") -> bytes:
+    arr = pixels(seed, size, 3 if mode == "RGB" else 1)
+    buf = io.BytesIO()
+    Image.fromarray(arr).convert(mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_image(path: Path, seed: int, size: tuple[int, int] = (48, 48), fmt: str | None = None, mode: str = "L") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    fmt = fmt or {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}[ext]
+    path.write_bytes(image_bytes(seed, size, fmt, mode))
+    return path
+
+
+def run_cli(*argv: str, workspace: Path | None = None) -> tuple[int, str, str]:
+    """Run `fusekit ...` in a subprocess (real exit code, real stdout/stderr)."""
+    args = [sys.executable, "-m", "fusekit"]
+    if workspace is not None:
+        args += ["--workspace", str(workspace)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(args + list(argv), capture_output=True, text=True, env=env, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+def call_cli(capsys, *argv: str, workspace: Path | None = None) -> tuple[int, str, str]:
+    """Run `fusekit.cli.main` in-process and capture its exit code and output (fast; for most CLI tests)."""
+    from fusekit.cli import main
+
+    args = (["--workspace", str(workspace)] if workspace is not None else []) + list(argv)
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
