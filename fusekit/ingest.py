@@ -197,7 +197,12 @@ def _family_warning(workspace: Workspace, manifest: Manifest, variant: str) -> s
 def plan(config: IngestConfig) -> tuple[Manifest, type[Source], Path]:
     """Resolve the dataset name and detect the variant; raises a user error before anything is written."""
     manifest = resolve(config.name)
-    cls, anchor = source_registry.detect(manifest, Path(config.source).resolve(), config.variant)
+    variant = config.variant
+    if variant is None:
+        # A variant that exists only with an extra input (FER+ needs --labels) is chosen by that input.
+        chosen = [v.name for v in manifest.variants.values() if v.extra.get("selected_by_option") in config.options]
+        variant = chosen[0] if len(chosen) == 1 else None
+    cls, anchor = source_registry.detect(manifest, Path(config.source).resolve(), variant)
     return manifest, cls, anchor
 
 
