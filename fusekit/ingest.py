@@ -68,15 +68,16 @@ class ChunkProcessor:
         self.workers = workers
         self.blank_mean = float(spec.extra.get("blank_mean_below", 5))
         self.blank_std = float(spec.extra.get("blank_std_below", 2))
+        self.dataset = source.dataset_name
 
     def _id(self, record: Record) -> str:
-        return f"{self.manifest.name}/{self.spec.name}/{record.key}"
+        return f"{self.dataset}/{self.spec.name}/{record.key}"
 
     def _reject(self, record: Record, reason: str, detail: str = "") -> dict[str, Any]:
         return {
             "id": self._id(record),
             "stage": "ingest",
-            "dataset": self.manifest.name,
+            "dataset": self.dataset,
             "variant": self.spec.name,
             "source_path": record.path,
             "source_row": record.row,
@@ -121,7 +122,7 @@ class ChunkProcessor:
         box = record.face_box
         return "images", {
             "id": self._id(record),
-            "dataset": self.manifest.name,
+            "dataset": self.dataset,
             "variant": self.spec.name,
             "source_path": record.path,
             "source_row": record.row,
@@ -210,15 +211,15 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     manifest, cls, anchor = plan(config)
     spec = manifest.variant(cls.variant)
     source = cls(anchor, spec, config.options)
-    unit = unit_name(manifest.name, spec.name)
-    report = IngestReport(manifest.name, spec.name, unit, str(anchor))
+    unit = unit_name(source.dataset_name, spec.name)
+    report = IngestReport(source.dataset_name, spec.name, unit, str(anchor))
     started = time.perf_counter()
     workspace.ensure()
     warning = _family_warning(workspace, manifest, spec.name)
     if warning:
         report.warnings.append(warning)
     fingerprint = {
-        "dataset": manifest.name,
+        "dataset": source.dataset_name,
         "variant": spec.name,
         "anchor": str(anchor),
         "options": config.options,
@@ -243,7 +244,8 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
             bar.update(len(chunk))
     report.notes.extend(source.notes)
     info = {
-        "dataset": manifest.name,
+        "dataset": source.dataset_name,
+        "manifest": manifest.name,
         "variant": spec.name,
         "source_root": str(source.root),
         "anchor": str(anchor),

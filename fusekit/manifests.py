@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fusekit.errors import ConfigError, SourceNotFound
-from fusekit.taxonomy import CLASSES
+from fusekit.taxonomy import CLASSES, normalise
 
 DROP = "DROP"  # a label map value: the native label exists but has no canonical class
 FACE_POLICIES = ("given_box", "precropped", "full_frame", "crawled")
@@ -45,8 +45,10 @@ class Variant:
     def canonical(self, raw: str) -> str | None:
         """Canonical class for a native label, ``DROP`` for a known label with no class, None if unknown."""
         value = self.labels.get(raw)
-        if value is None:
-            value = self.labels.get(raw.strip().lower()) if self.extra.get("labels_case_insensitive") else None
+        if value is None and self.extra.get("labels_case_insensitive"):
+            value = self.labels.get(raw.strip().lower())
+        if value is None and self.extra.get("labels_from_class_names"):
+            value = normalise(raw)
         return value
 
 

@@ -109,6 +109,11 @@ class Source(ABC):
         self.notes: list[str] = []  # facts about what was found, shown in the summary
 
     @property
+    def dataset_name(self) -> str:
+        """The `dataset` column; a dataset family's name, or a user-given name for a generic class folder."""
+        return self.dataset
+
+    @property
     def root(self) -> Path:
         """The folder that referenced image paths are relative to."""
         return self.anchor if self.anchor.is_dir() else self.anchor.parent
