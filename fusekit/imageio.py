@@ -56,7 +56,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         try:
             image.load()
         except OSError as exc:
-            reason = "truncated" if "truncated" in str(exc) or "broken data stream" in str(exc) else "undecodable"
+            reason = "truncated" if "truncated" in str(exc) else "undecodable"
             raise Rejected(reason, str(exc)) from None
         except Exception as exc:  # noqa: BLE001
             raise Rejected("undecodable", f"{type(exc).__name__}: {exc}") from None
