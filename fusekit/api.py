@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fusekit import sources
 from fusekit.config import IngestConfig
-from fusekit.errors import ConfigError
+from fusekit.errors import ConfigError, SourceNotFound
 from fusekit.ingest import IngestReport, run_ingest
 from fusekit.manifests import Manifest, all_manifests, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
@@ -37,16 +37,19 @@ def datasets() -> list[DatasetEntry]:
 
 def remove(workspace: Workspace, name: str, variant: str) -> list[str]:
     """Remove an ingested variant's rows from every table that holds them; returns the tables touched."""
-    manifest = resolve(name)
-    manifest.variant(variant)
-    unit = unit_name(manifest.name, variant)
+    try:
+        dataset = resolve(name).name
+    except SourceNotFound:  # a class-folder dataset goes by the name the user gave it
+        dataset = name
+    unit = unit_name(dataset, variant)
     touched = []
     for table in ("images", "rejects"):
         if unit in workspace.units(table):
             workspace.remove_unit(table, unit)
             touched.append(table)
     if not touched:
-        raise ConfigError(f"{manifest.name}/{variant} is not in the workspace {workspace.root}")
+        held = ", ".join(u.replace("--", "/") for u in workspace.units("images")) or "nothing"
+        raise ConfigError(f"{dataset}/{variant} is not in the workspace {workspace.root} (it holds {held})")
     return touched
 
 

@@ -172,5 +172,8 @@ def resolve(name: str) -> Manifest:
     table = _alias_table()
     key = _alias_key(name)
     if key not in table:
-        raise SourceNotFound(_unknown("dataset", name, sorted(all_manifests()), "datasets (see `fusekit datasets`)"))
+        close = difflib.get_close_matches(key, list(table), n=1, cutoff=0.6)
+        hint = f" Did you mean {table[close[0]]!r}?" if close else ""
+        valid = ", ".join(sorted(all_manifests()))
+        raise SourceNotFound(f"unknown dataset {name!r}.{hint} Valid datasets (see `fusekit datasets`): {valid}")
     return all_manifests()[table[key]]
