@@ -194,3 +194,11 @@ def main(argv: list[str] | None = None) -> None:
                        f"traceback and report it.", err=True)
             code = 1
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# The later stages' commands live in their own modules (imported for their @app.command side effect).
+from fusekit.commands import balance as _balance_commands  # noqa: E402,F401
+from fusekit.commands import crawl as _crawl_commands  # noqa: E402,F401
+from fusekit.commands import dedupe as _dedupe_commands  # noqa: E402,F401
+from fusekit.commands import faces as _faces_commands  # noqa: E402,F401
+from fusekit.commands import train as _train_commands  # noqa: E402,F401

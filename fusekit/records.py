@@ -105,3 +105,72 @@ REJECT_REASONS = {
 def dumps_extra(extra: dict[str, Any]) -> str | None:
     """Deterministic JSON for the ``extra`` column."""
     return json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else None
+
+
+# -- later stages ------------------------------------------------------------------------------------------------------
+# Defined here, once, so that the stage that writes a table and the stages that read it agree on its columns.
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+# `faces`: one row per face found (or kept unaligned) in an `images` row. Written by the faces stage, unit per
+# images unit (tables/faces/<dataset>--<variant>/). Rows carry copies of the image row's label facts so that dedupe
+# and balance never join back to `images` for them; `image_id` is the join key when they need more.
+FACES_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),  # f"{image_id}#{face_index}"
+        ("image_id", pa.string()),
+        ("face_index", pa.int16()),
+        ("dataset", pa.string()),
+        ("variant", pa.string()),
+        ("split", pa.string()),
+        ("subject", pa.string()),
+        ("group", pa.string()),
+        ("label", pa.string()),
+        ("label_id", pa.int8()),
+        ("label_source", pa.string()),
+        ("terms", pa.string()),
+        ("image", IMAGE_STRUCT),  # the aligned crop, PNG bytes; path = f"{id}.png"
+        ("size", pa.int32()),  # side of the aligned crop in pixels
+        ("aligned", pa.bool_()),  # False: no landmarks, the crop is the (padded) whole image or the given box
+        ("policy", pa.string()),  # given_box | precropped | full_frame | crawled
+        ("method", pa.string()),  # detected | given_box | whole_image
+        ("box", BOX_STRUCT),  # in source-image pixels (after EXIF orientation)
+        ("landmarks", pa.list_(pa.float32(), 10)),  # x, y for LANDMARK_NAMES, source pixels
+        ("score", pa.float32()),
+        ("transform", pa.list_(pa.float32(), 6)),  # 2x3 affine, source -> aligned crop, row-major
+        ("source_width", pa.int32()),
+        ("source_height", pa.int32()),
+        ("face_width", pa.int32()),  # the source face's size: the box clipped to the image, in source pixels
+        ("face_height", pa.int32()),
+        ("pixel_sha256", pa.string()),  # sha256 of the source face region's decoded RGB pixels (exact duplicates)
+        ("detector", pa.string()),  # e.g. "mtcnn 1.0.0 thresholds=0.6,0.7,0.7 min_face=20"
+        ("extra", pa.string()),
+    ]
+)
+
+# `decisions`: the dedupe stage's verdict on every faces row (one unit, `all`, rewritten as a whole on each run).
+DECISIONS_SCHEMA = pa.schema(
+    [
+        ("face_id", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),
+        ("decision", pa.string()),  # keep | drop | review
+        ("reason", pa.string()),  # null for a plain keep; too_small, blank, dark, blurred, exact_duplicate,
+        # near_duplicate, label_conflict, test_leakage
+        ("detail", pa.string()),
+        ("dup_group", pa.string()),  # duplicate group id (the smallest face id in the group), null if alone
+        ("kept_id", pa.string()),  # the group member that was kept
+        ("kept_why", pa.string()),  # e.g. "lab dataset before crawl", "larger source face", "official test split"
+        ("conflict", pa.bool_()),  # the group's members carry different canonical labels
+        ("phash", pa.string()),  # 16 hex chars, the 64-bit pHash of the aligned grey face
+        ("hash_version", pa.string()),  # e.g. "imagehash 4.3.2 phash 8x8"
+    ]
+)
+
+REJECT_REASONS.update(
+    {
+        "no_face": "no face was found where the source's policy requires one (full frames, crawled pictures)",
+        "too_small": "the image or face is below the minimum size the stage works with",
+    }
+)

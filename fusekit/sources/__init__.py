@@ -10,10 +10,10 @@ from pathlib import Path
 
 from fusekit.errors import ConfigError, LayoutNotRecognised, NotSupportedYet
 from fusekit.manifests import Manifest
-from fusekit.sources import ckplus, fer2013, folder, kdef
+from fusekit.sources import affectnet, ckplus, expw, fer2013, folder, jaffe, kdef, kdrama, mmi, rafdb
 from fusekit.sources.base import Source, describe_folder
 
-_MODULES = (ckplus, fer2013, folder, kdef)
+_MODULES = (affectnet, ckplus, expw, fer2013, folder, jaffe, kdef, kdrama, mmi, rafdb)
 
 
 def _registry() -> dict[tuple[str, str], type[Source]]:

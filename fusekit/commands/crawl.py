@@ -1,0 +1,1 @@
+"""`fusekit crawl` commands (see fusekit/cli.py for the conventions). Placeholder until the stage lands."""

@@ -1,0 +1,5 @@
+"""Placeholder: filled in by its own change."""
+
+from fusekit.sources.base import Source
+
+SOURCES: list[type[Source]] = []
