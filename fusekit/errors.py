@@ -30,6 +30,10 @@ class LayoutNotRecognised(UserError):
     """``--source`` is not the layout of the named dataset."""
 
 
+class ArchiveError(UserError):
+    """An archive given as ``--source`` that fusekit cannot extract safely: 7-Zip/RAR, unsafe, oversized, damaged."""
+
+
 class NotSupportedYet(UserError):
     """A dataset or variant listed in the manifests that has no ingester yet."""
 

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
 
-from fusekit import __version__
+from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
 from fusekit.imageio import Rejected, inspect
@@ -195,24 +195,36 @@ def _family_warning(workspace: Workspace, manifest: Manifest, variant: str) -> s
     return None
 
 
-def plan(config: IngestConfig) -> tuple[Manifest, type[Source], Path]:
-    """Resolve the dataset name and detect the variant; raises a user error before anything is written."""
+def plan(config: IngestConfig, workspace: Workspace | None = None,
+         notes: list[str] | None = None) -> tuple[Manifest, type[Source], Path]:
+    """Resolve the dataset name and detect the variant; raises a user error before anything is written to a table.
+
+    An archive ``--source`` (.zip, .tar, .tar.gz...) is first extracted safely into ``<workspace>/sources/``
+    (reused on a rerun; see ``fusekit.archives``), and the layout is detected inside it.
+    """
     manifest = resolve(config.name)
     variant = config.variant
     if variant is None:
         # A variant that exists only with an extra input (FER+ needs --labels) is chosen by that input.
         chosen = [v.name for v in manifest.variants.values() if v.extra.get("selected_by_option") in config.options]
         variant = chosen[0] if len(chosen) == 1 else None
-    cls, anchor = source_registry.detect(manifest, Path(config.source).resolve(), variant)
+    path = Path(config.source).resolve()
+    if workspace is not None and archives.archive_kind(path) is not None:
+        extraction = archives.extract(path, workspace.root / "sources")
+        path = extraction.folder
+        if notes is not None:
+            notes.append(extraction.note())
+    cls, anchor = source_registry.detect(manifest, path, variant)
     return manifest, cls, anchor
 
 
 def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
-    manifest, cls, anchor = plan(config)
+    archive_notes: list[str] = []
+    manifest, cls, anchor = plan(config, workspace, archive_notes)
     spec = manifest.variant(cls.variant)
     source = cls(anchor, spec, config.options)
     unit = unit_name(source.dataset_name, spec.name)
-    report = IngestReport(source.dataset_name, spec.name, unit, str(anchor))
+    report = IngestReport(source.dataset_name, spec.name, unit, str(anchor), notes=archive_notes)
     started = time.perf_counter()
     workspace.ensure()
     warning = _family_warning(workspace, manifest, spec.name)
