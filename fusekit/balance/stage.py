@@ -1,0 +1,392 @@
+"""`fusekit balance`: kept faces -> honest splits -> resampled training data -> `<workspace>/dataset/`.
+
+The stage plans on the small columns only (ids, labels, splits, groups), then streams image bytes from the `faces`
+parts split by split, augmenting copies in a thread pool, into the shard writer. The new `dataset/` folder is built
+beside the old one and swapped in at the end, so a killed run leaves the previous dataset intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from fusekit import __version__
+from fusekit.balance import augment as aug
+from fusekit.balance.config import BalanceConfig
+from fusekit.balance.resample import class_weights, plan_resample
+from fusekit.balance.shards import ShardStats, ShardWriter, shard_schema
+from fusekit.balance.splits import assign_splits
+from fusekit.errors import UserError
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS
+from fusekit.taxonomy import CLASSES
+from fusekit.workspace import Workspace, write_json_atomic
+
+FACE_COLUMNS = ["id", "image_id", "dataset", "split", "subject", "group", "label", "terms"]
+BATCH_ROWS = 512
+
+
+@dataclass
+class BalanceReport:
+    out: Path
+    classes: list[str]
+    config: BalanceConfig
+    faces: int = 0
+    used: int = 0
+    left_out: Counter[str] = field(default_factory=Counter)
+    before: Counter[tuple[str, str]] = field(default_factory=Counter)  # (dataset, class) of the faces used
+    after: Counter[tuple[str, str]] = field(default_factory=Counter)  # (dataset, class) of original rows in shards
+    augmented: Counter[tuple[str, str]] = field(default_factory=Counter)  # (dataset, class) of augmented copies
+    split_counts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (split, class) in shards
+    train_before: Counter[str] = field(default_factory=Counter)  # class -> training rows before resampling
+    target: int | None = None
+    weights: dict[str, float] = field(default_factory=dict)
+    shards: dict[str, ShardStats] = field(default_factory=dict)
+    terms: list[dict[str, Any]] = field(default_factory=list)
+    carved: list[str] = field(default_factory=list)
+    decisions: bool = False
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.shards.values())
+
+    @property
+    def non_commercial(self) -> list[str]:
+        return sorted({t["dataset"] for t in self.terms if t["non_commercial"]})
+
+
+def _part_files(workspace: Workspace, table: str) -> list[str]:
+    # The same file order as Workspace.read, so row positions here are positions in pads.dataset(files).
+    return [str(p) for u in workspace.units(table) for p in sorted(workspace.unit_dir(table, u).glob("part-*.parquet"))]
+
+
+def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
+    """What balance reads, as (file, size, mtime): equal lists mean unchanged inputs."""
+    out = []
+    for table in ("faces", "decisions"):
+        for path in _part_files(workspace, table):
+            stat = Path(path).stat()
+            out.append([str(Path(path).relative_to(workspace.root)), stat.st_size, stat.st_mtime_ns])
+    return out
+
+
+@dataclass
+class _Inputs:
+    faces: pa.Table  # FACE_COLUMNS, with a `pos` column: row position in the faces parts
+    decision: dict[str, tuple[str, str | None, str | None, str | None]]  # face id -> (decision, reason, group, phash)
+    has_decisions: bool
+
+
+def _read_inputs(workspace: Workspace) -> tuple[_Inputs, pads.Dataset]:
+    files = _part_files(workspace, "faces")
+    if not files:
+        raise UserError(f"the workspace {workspace.root} has no faces: run `fusekit ingest NAME --source PATH` "
+                        f"(it detects faces) or `fusekit faces` first")
+    dataset = pads.dataset(files, format="parquet", schema=FACES_SCHEMA)
+    faces = dataset.to_table(columns=FACE_COLUMNS)
+    faces = faces.append_column("pos", pa.array(np.arange(faces.num_rows, dtype=np.int64)))
+    decision: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+    has = "all" in workspace.units("decisions")
+    if has:
+        table = workspace.read("decisions", DECISIONS_SCHEMA, units=["all"],
+                               columns=["face_id", "decision", "reason", "dup_group", "phash"])
+        decision = {r[0]: r[1:] for r in zip(*(table.column(c).to_pylist() for c in table.column_names))}
+    return _Inputs(faces, decision, has), dataset
+
+
+def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """Terms and citation for each (dataset, terms id) used, from the manifests."""
+    from fusekit.errors import SourceNotFound
+    from fusekit.manifests import all_manifests, resolve
+
+    entries = []
+    for dataset, terms_id in sorted(pairs, key=lambda p: (p[0], p[1] or "")):
+        try:
+            manifest = resolve(dataset)
+        except SourceNotFound:
+            manifest = None
+        candidates = ([manifest] if manifest else []) + [m for m in all_manifests().values() if m is not manifest]
+        found = None
+        for m in candidates:
+            for variant in m.variants.values():
+                if variant.terms.id == terms_id:
+                    found = (m, variant)
+                    break
+            if found or (m.terms.id == terms_id and (found := (m, None))):
+                break
+        if found:
+            m, variant = found
+            terms = variant.terms if variant else m.terms
+            citations = [c for c in (" ".join(str(variant.extra.get("citation", "")).split()) if variant else "",
+                                     m.citation) if c]
+            entries.append({"dataset": dataset, "terms": terms.id, "summary": terms.summary,
+                            "non_commercial": terms.non_commercial, "url": terms.url or m.homepage,
+                            "title": m.title if m is manifest else dataset, "citation": citations})
+        elif dataset == "crawl":
+            entries.append({"dataset": dataset, "terms": terms_id or "web", "title": "Images found by web search",
+                            "summary": "each image belongs to its owner; use for research only and check the source "
+                                       "URL of every image before any other use", "non_commercial": True,
+                            "url": "", "citation": []})
+        else:
+            entries.append({"dataset": dataset, "terms": terms_id or "unknown", "title": dataset,
+                            "summary": "terms unknown to fusekit: check them yourself before sharing or any "
+                                       "commercial use", "non_commercial": True, "url": "", "citation": []})
+    return entries
+
+
+def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa.Table:
+    """The faces that go into the dataset, sorted by id, with their decision columns."""
+    faces = inputs.faces
+    report.faces = faces.num_rows
+    keep_rows, dup, phash = [], [], []
+    ids = faces.column("id").to_pylist()
+    labels = faces.column("label").to_pylist()
+    allowed = set(CLASSES[:config.classes])
+    missing = 0
+    for i, (face_id, label) in enumerate(zip(ids, labels)):
+        verdict = inputs.decision.get(face_id)
+        if inputs.has_decisions and verdict is None:
+            missing += 1
+        decision, reason, group, hashed = verdict or ("keep", None, None, None)
+        if decision == "drop":
+            report.left_out[f"dedupe: {reason or 'dropped'}"] += 1
+            continue
+        if decision == "review" and not config.include_review:
+            report.left_out["awaiting review"] += 1
+            continue
+        if label not in allowed:
+            report.left_out["contempt (--classes 7)" if label == "contempt" else f"label {label!r}"] += 1
+            continue
+        keep_rows.append(i)
+        dup.append(group)
+        phash.append(hashed)
+    if not inputs.has_decisions:
+        report.notes.append("no decisions table: every face is kept as it is (run `fusekit dedupe` first to drop "
+                            "duplicates, low-quality faces and test leaks)")
+    elif missing:
+        report.notes.append(f"{missing:,} faces have no dedupe decision (added after the last `fusekit dedupe`); "
+                            f"they are kept unchecked: run `fusekit dedupe` again")
+    if report.left_out.get("awaiting review"):
+        report.notes.append(f"{report.left_out['awaiting review']:,} faces await review and are left out "
+                            f"(--include-review keeps them)")
+    table = faces.take(pa.array(keep_rows, type=pa.int64()))
+    table = table.append_column("dup_group", pa.array(dup, type=pa.string()))
+    table = table.append_column("phash", pa.array(phash, type=pa.string()))
+    return table.sort_by("id")
+
+
+@dataclass
+class _Row:
+    meta: int  # index into the selected table
+    copy: int  # 0 for the original face, n for its n-th augmented copy
+
+
+def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> dict[str, list[_Row]]:
+    classes = report.classes
+    class_id = {c: i for i, c in enumerate(classes)}
+    cols = {c: selected.column(c).to_pylist() for c in ("dataset", "image_id", "subject", "group", "dup_group",
+                                                         "split", "label")}
+    labels = np.array([class_id[x] for x in cols["label"]], dtype=np.int64)
+    for d, lab in zip(cols["dataset"], cols["label"]):
+        report.before[(d, lab)] += 1
+    result = assign_splits(dataset=cols["dataset"], image_id=cols["image_id"], subject=cols["subject"],
+                           group=cols["group"], dup_group=cols["dup_group"], official=cols["split"], labels=labels,
+                           n_classes=len(classes), fractions=config.split, seed=config.seed,
+                           keep_official_val=config.keep_official_val, redo=config.redo_splits)
+    for reason, count in result.left_out.items():
+        report.left_out[f"split leak: {reason.replace('_', ' ')}"] += count
+    report.carved = result.carved
+    report.notes.extend(result.notes)
+    rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
+    train = np.array([i for i, s in enumerate(result.split) if s == "train"], dtype=np.int64)
+    for s in ("val", "test"):
+        rows[s] = [_Row(i, 0) for i, x in enumerate(result.split) if x == s]
+    for i in train:
+        report.train_before[cols["label"][i]] += 1
+    plan = plan_resample(labels[train], len(classes), strategy=config.strategy, target=config.target,
+                         seed=config.seed, weights_only=config.weights_only, max_copies=config.max_copies)
+    report.target = plan.target
+    report.notes.extend(plan.notes)
+    for k, short in sorted(plan.short.items()):
+        report.notes.append(f"{classes[k]}: {short:,} rows short of the target {plan.target:,} (--max-copies)")
+    train_rows = [_Row(int(train[j]), 0) for j in plan.keep] + [_Row(int(train[j]), c) for j, c in plan.copies]
+    for k, n in sorted(plan.dropped.items()):
+        report.left_out[f"down-sampled: {classes[k]}"] += n
+    if not config.augment and plan.copies:
+        raise UserError("over-sampling needs at least one augmentation: give --augment, or --weights-only")
+    # Training rows are shuffled (seeded) so that a streaming reader with a small buffer still sees mixed classes.
+    order = np.random.default_rng([config.seed, 13]).permutation(len(train_rows))
+    rows["train"] = [train_rows[j] for j in order]
+    return rows
+
+
+def _batches(rows: list[_Row], size: int):
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _write_split(split: str, rows: list[_Row], cols: dict[str, list[Any]], images: pads.Dataset,
+                 writer: ShardWriter, config: BalanceConfig, pool: ThreadPoolExecutor, report: BalanceReport) -> None:
+    class_id = {c: i for i, c in enumerate(report.classes)}
+    positions = cols["pos"]
+    for batch in _batches(rows, BATCH_ROWS):
+        wanted = sorted({positions[r.meta] for r in batch})
+        taken = images.take(pa.array(wanted, type=pa.int64()), columns=["image"]).column("image").to_pylist()
+        image_at = dict(zip(wanted, taken))
+
+        def make(row: _Row) -> tuple[dict[str, Any], list[str]]:
+            source = image_at[positions[row.meta]]
+            face_id = cols["id"][row.meta]
+            if row.copy == 0:
+                return {"bytes": source["bytes"], "path": source["path"] or f"{face_id}.png"}, []
+            data, ops = aug.augment(source["bytes"], face_id, row.copy, seed=config.seed, enabled=config.augment,
+                                    max_rotation=config.max_rotation, jitter=config.jitter)
+            return {"bytes": data, "path": f"{face_id}~aug{row.copy:03d}.png"}, ops
+
+        made = list(pool.map(make, batch)) if any(r.copy for r in batch) else [make(r) for r in batch]
+        out: dict[str, list[Any]] = {c: [] for c in ("image", "label", "label_name", "dataset", "source_id",
+                                                     "subject", "split", "augmented", "ops", "parent_id", "phash")}
+        for row, (image, ops) in zip(batch, made):
+            m = row.meta
+            face_id, label, dataset = cols["id"][m], cols["label"][m], cols["dataset"][m]
+            copy = row.copy > 0
+            out["image"].append(image)
+            out["label"].append(class_id[label])
+            out["label_name"].append(label)
+            out["dataset"].append(dataset)
+            out["source_id"].append(f"{face_id}~aug{row.copy:03d}" if copy else face_id)
+            out["subject"].append(cols["subject"][m])
+            out["split"].append(split)
+            out["augmented"].append(copy)
+            out["ops"].append(ops)
+            out["parent_id"].append(face_id if copy else None)
+            out["phash"].append(None if copy else cols["phash"][m])
+            (report.augmented if copy else report.after)[(dataset, label)] += 1
+            report.split_counts[(split, label)] += 1
+        writer.write(pa.table(out, schema=writer.schema))
+
+
+def _swap(built: Path, out: Path) -> None:
+    """Put ``built`` where ``out`` is, atomically enough: the old folder is renamed away first, then removed."""
+    trash = out.parent / ".trash" / f"dataset-{uuid.uuid4().hex}"
+    if out.exists():
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        out.rename(trash)
+    built.rename(out)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> BalanceReport:
+    """Build `<workspace>/dataset/` from `faces` and `decisions` (see the module docstring)."""
+    from fusekit.balance import card
+
+    config = config or BalanceConfig()
+    started = time.perf_counter()
+    workspace.ensure()
+    for stale in workspace.root.glob(".dataset-*"):  # what a killed run left
+        shutil.rmtree(stale, ignore_errors=True)
+    out = workspace.root / "dataset"
+    report = BalanceReport(out=out, classes=list(CLASSES[:config.classes]), config=config)
+    fingerprint = inputs_fingerprint(workspace)
+    inputs, images = _read_inputs(workspace)
+    report.decisions = inputs.has_decisions
+    selected = _select(inputs, config, report)
+    report.used = selected.num_rows
+    if selected.num_rows == 0:
+        raise UserError(f"none of the {report.faces:,} faces can be used ({_reasons(report.left_out)})")
+    rows = _plan(selected, config, report)
+    report.terms = terms_entries(set(zip(selected.column("dataset").to_pylist(),
+                                         selected.column("terms").to_pylist())))
+    cols = {c: selected.column(c).to_pylist() for c in ("id", "pos", "label", "dataset", "subject", "phash")}
+    built = workspace.root / f".dataset-{uuid.uuid4().hex}"
+    (built / "data").mkdir(parents=True)
+    schema = shard_schema(report.classes)
+    from fusekit import progress
+
+    with ThreadPoolExecutor(config.workers) as pool, progress.bar(sum(map(len, rows.values())), "balance") as bar:
+        for split in SPLITS:
+            if not rows[split]:
+                continue
+            writer = ShardWriter(built / "data", split, schema, config.max_shard_bytes, config.row_group_bytes)
+            for batch in _batches(rows[split], BATCH_ROWS * 8):
+                _write_split(split, batch, cols, images, writer, config, pool, report)
+                bar.update(len(batch))
+            report.shards[split] = writer.finish()
+    if not rows["train"]:
+        report.notes.append("the training split is empty")
+    train_counts = np.array([report.split_counts[("train", c)] for c in report.classes])
+    weights = class_weights(train_counts)
+    report.weights = {c: round(float(w), 6) for c, w in zip(report.classes, weights)}
+    write_json_atomic(_weights_json(report, train_counts), built / "class_weights.json")
+    if config.recipe_text is not None:
+        (built / "recipe.yaml").write_text(config.recipe_text, encoding="utf-8")
+    report.seconds = time.perf_counter() - started
+    card.write_chart(report, built / "class_counts.png")
+    (built / "README.md").write_text(card.render(report), encoding="utf-8")
+    write_json_atomic(_summary_json(report, fingerprint), built / "fusekit.json")
+    _swap(built, out)
+    return report
+
+
+def _weights_json(report: BalanceReport, train_counts: np.ndarray) -> dict[str, Any]:
+    before = class_weights(np.array([report.train_before.get(c, 0) for c in report.classes]))
+    return {
+        "classes": report.classes,
+        # Keras' class_weight takes {class id: weight}; the trainer reads this key.
+        "class_weight": {str(i): report.weights[c] for i, c in enumerate(report.classes)},
+        "by_name": report.weights,
+        "train_counts": {c: int(n) for c, n in zip(report.classes, train_counts)},
+        "before_resampling": {c: round(float(w), 6) for c, w in zip(report.classes, before)},
+        "formula": "n_train / (n_classes_present * n_class); 0 for a class without training rows",
+    }
+
+
+def _summary_json(report: BalanceReport, fingerprint: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "fusekit": __version__,
+        "settings": report.config.settings(),
+        "classes": report.classes,
+        "rows": report.rows,
+        "splits": {s: {"rows": st.rows, "files": st.files, "bytes": st.bytes} for s, st in report.shards.items()},
+        "faces": report.faces,
+        "used": report.used,
+        "left_out": dict(sorted(report.left_out.items())),
+        "target": report.target,
+        "decisions": report.decisions,
+        "non_commercial": report.non_commercial,
+        "inputs": fingerprint,
+    }
+
+
+def _reasons(counter: Counter[str]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+
+
+def status_lines(workspace: Workspace) -> list[str]:
+    """What `fusekit status` prints about the dataset folder."""
+    path = workspace.root / "dataset" / "fusekit.json"
+    if not path.is_file():
+        return ["dataset: not built yet (run `fusekit balance` or `fusekit build RECIPE.yaml`)"]
+    info = json.loads(path.read_text(encoding="utf-8"))
+    splits = ", ".join(f"{s} {v['rows']:,}" for s, v in info["splits"].items())
+    files = sum(len(v["files"]) for v in info["splits"].values())
+    size = sum(v["bytes"] for v in info["splits"].values())
+    lines = [f"dataset: {info['rows']:,} rows in {files} shard(s), {size / 1e6:.1f} MB ({splits}); "
+             f"{len(info['classes'])} classes, seed {info['settings']['seed']}, at {path.parent}"]
+    if info.get("inputs") != inputs_fingerprint(workspace):
+        lines.append("dataset: out of date (faces or decisions changed since it was built): run `fusekit balance`")
+    if info.get("non_commercial"):
+        lines.append(f"dataset: NON-COMMERCIAL terms apply (from {', '.join(info['non_commercial'])})")
+    return lines
