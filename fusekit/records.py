@@ -37,6 +37,7 @@ class Record:
     reject: str | None = None  # a reason, when the source already knows this entry is unusable
     reject_detail: str = ""
     check_blank: bool = False  # reject near-constant images (KDEF's all-black files)
+    encoded_here: bool = False  # ``load`` returns fusekit.imageio.encode_png output: valid by construction, not re-decoded
 
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -99,6 +100,7 @@ REJECT_REASONS = {
     "blank_image": "a (near-)constant image, e.g. KDEF's all-black files",
     "missing_file": "a label row whose image file is missing",
     "duplicate_entry": "the same entry appears twice in the layout (e.g. extracted twice)",
+    "empty_face_box": "a label file's face box with no area inside the image (outside it, or right <= left)",
 }
 
 
