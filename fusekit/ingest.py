@@ -21,7 +21,7 @@ import pyarrow as pa
 from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
-from fusekit.imageio import Rejected, inspect
+from fusekit.imageio import Rejected, encoded_info, inspect
 from fusekit.manifests import DROP, Manifest, Variant, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
 from fusekit.sources.base import Source
@@ -115,7 +115,11 @@ class ChunkProcessor:
         try:
             label = self._label(record)
             data = self._bytes(record)
-            info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean, blank_std=self.blank_std)
+            if record.encoded_here and not record.check_blank:
+                info = encoded_info(data)
+            else:
+                info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean,
+                               blank_std=self.blank_std)
         except Rejected as rejected:
             return "rejects", self._reject(record, rejected.reason, rejected.detail)
         stored = record.load is not None

@@ -100,6 +100,8 @@ REJECT_REASONS = {
     "blank_image": "a (near-)constant image, e.g. KDEF's all-black files",
     "missing_file": "a label row whose image file is missing",
     "duplicate_entry": "the same entry appears twice in the layout (e.g. extracted twice)",
+    "low_confidence": "the dataset's own confidence in the label is below the threshold asked for (AffectNet Kaggle "
+                      "relFCs, -o min_relfcs=)",
     "empty_face_box": "a label file's face box with no area inside the image (outside it, or right <= left)",
 }
 

@@ -141,7 +141,7 @@ class Fer2013Csv(Source):
             return Record(key=key, path=name, row=index, raw_label=raw, split=split, reject="malformed_row",
                           reject_detail=str(exc))
         return Record(key=key, raw_label=raw or None, split=split, path=name, row=index, load=_png_loader(pixels),
-                      stored_name=f"{key}.png")
+                      stored_name=f"{key}.png", encoded_here=True)
 
     def records(self) -> Iterator[Record]:
         if self.anchor.name.lower() == "train.csv":
@@ -262,7 +262,8 @@ class FerPlus(Fer2013Csv):
             if winner in ("unknown", "NF"):
                 counts[winner] += 1
             yield Record(key=key, raw_label=winner, label_source="ferplus_majority", split=record.split, path=path,
-                         row=index, load=record.load, stored_name=record.stored_name, extra=extra)
+                         row=index, load=record.load, stored_name=record.stored_name, extra=extra,
+                         encoded_here=True)
         self.notes.append(
             f"FER+ majority rule: {counts['no_name']:,} unnamed rows, {counts['unknown']:,} without a majority "
             f"(unknown) and {counts['NF']:,} not-a-face rows dropped"
