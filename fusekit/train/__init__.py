@@ -1,0 +1,36 @@
+"""The train stage: Keras 3 models, the shard input pipeline, the training loop, evaluation and prediction.
+
+Names are loaded on first use, so that ``import fusekit.train`` (and the loader's worker processes, which import
+`fusekit.train.decode`) never pay for importing Keras and its backend.
+
+    from fusekit.train import TrainConfig, run_train, EvalConfig, run_evaluate, predict, status_lines
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "fusekit.train.config",
+    "PRESETS": "fusekit.train.config",
+    "run_train": "fusekit.train.loop",
+    "TrainReport": "fusekit.train.loop",
+    "EvalConfig": "fusekit.train.evaluate",
+    "EvalReport": "fusekit.train.evaluate",
+    "run_evaluate": "fusekit.train.evaluate",
+    "compute_metrics": "fusekit.train.evaluate",
+    "predict": "fusekit.train.predict",
+    "build_model": "fusekit.train.models",
+    "MODELS": "fusekit.train.models",
+    "status_lines": "fusekit.train.status",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fusekit.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,118 @@
+"""Training settings: `TrainConfig`, the two presets of the papers, and how flags, presets and defaults combine.
+
+Precedence: an explicit flag, then the preset, then the model's natural input (`models.MODELS`) and `DEFAULTS`.
+``None`` in a `TrainConfig` field means "not given".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from fusekit.train.models import MODELS
+
+# The first paper (seeds/003): SGD, lr 1e-4, L2 1e-3 (its most stable setting, §4.3), random horizontal flips and
+# rotations within 5 degrees (§3.3.2, §4.4: the two augmentations that helped), ResNet50 / DenseNet on aligned
+# faces. It gives no epoch count or batch size: 50 and 64 are ours.
+# The second paper (seeds/004): its three CNNs on 48x48 grey FER-2013, Adam, cross-entropy, 75 epochs; its data
+# generator balanced and augmented the set offline (fusekit balance does that), so no on-line augmentation; it trains
+# the full 75 epochs, so no early stopping (the best epoch by validation loss is still kept as best.keras).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(model="resnet50", optimizer="sgd", momentum=0.9, lr=1e-4, l2=1e-3, input_size=112, channels=3,
+                  augment="flip,rotate=5", epochs=50, batch_size=64, patience=10),
+    "cnn-baseline": dict(model="cnn2", optimizer="adam", lr=1e-3, l2=0.0, input_size=48, channels=1, augment="none",
+                         epochs=75, batch_size=64, patience=0),
+}
+
+DEFAULTS: dict[str, Any] = dict(optimizer="adam", lr=1e-3, momentum=0.9, l2=0.0, augment="flip,rotate=10", epochs=30,
+                                batch_size=64, patience=10)
+
+OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+LOADERS = ("auto", "tf", "workers")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `run_train` needs. ``data`` is the folder `fusekit balance` wrote."""
+
+    data: Path | None = None
+    model: str | None = None
+    preset: str | None = None
+    run: str | None = None
+    resume: bool = False
+    init: str | None = None  # a run to start from (fine-tuning)
+    weights: str | None = None  # local keras.applications backbone weights
+    input_size: int | None = None
+    channels: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    l2: float | None = None
+    class_weights: bool = False
+    augment: str | None = None
+    patience: int | None = None  # early stopping on val loss; 0 = off
+    seed: int = 0
+    loader: str = "auto"
+    workers: int | None = None  # loader processes (process loader only); None = CPU count - 1, at most 8
+    precision: str = "auto"
+    keep_checkpoints: int = 3  # per-epoch checkpoints kept (0 = all)
+    shuffle_buffer: int = 8192
+    train_split: str = "train"
+    val_split: str = "val"
+    max_steps: int | None = None  # cap on steps per epoch (smoke tests, benchmarks)
+    command: str | None = None  # the exact command line, recorded in the run
+    verbose: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["data"] = str(self.data) if self.data is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        if config.data is not None:
+            config.data = Path(config.data)
+        return config
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Fill every ``None`` from the preset, the model and `DEFAULTS`; check the values."""
+    if config.preset is not None and config.preset not in PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; choose {' or '.join(PRESETS)}")
+    preset = PRESETS.get(config.preset or "", {})
+    model = config.model or preset.get("model")
+    if model is None:
+        raise ValueError(f"choose a model with --model ({', '.join(MODELS)}) or a --preset")
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    spec = MODELS[model]
+    natural = dict(input_size=spec.input_size, channels=spec.channels)
+    # a preset's input applies to the models it was written for; cnn* keep 48x48 grey under `paper` unless asked
+    if config.preset == "paper" and model.startswith("cnn"):
+        preset = {k: v for k, v in preset.items() if k not in ("input_size", "channels")}
+    values = {}
+    for name in ("input_size", "channels", "epochs", "batch_size", "optimizer", "lr", "momentum", "l2", "augment",
+                 "patience"):
+        given = getattr(config, name)
+        values[name] = given if given is not None else preset.get(name, natural.get(name, DEFAULTS.get(name)))
+    out = replace(config, model=model, **values)
+    if out.optimizer not in OPTIMIZERS:
+        raise ValueError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {out.optimizer!r}")
+    if out.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, not {out.precision!r}")
+    if out.loader not in LOADERS:
+        raise ValueError(f"--loader must be one of {', '.join(LOADERS)}, not {out.loader!r}")
+    if out.channels not in (1, 3):
+        raise ValueError("channels must be 1 (grey) or 3 (RGB)")
+    for name in ("epochs", "batch_size", "input_size"):
+        if getattr(out, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    if out.lr <= 0:
+        raise ValueError("--lr must be positive")
+    return out

@@ -1,0 +1,396 @@
+"""The training input: the balance stage's Parquet shards, streamed (never loaded whole), decoded and augmented in
+parallel, shuffled, prefetched.
+
+Two loaders read the same row stream:
+
+- **tf.data** (the TensorFlow backend's default): a Python generator reads shards with pyarrow (zstd decoding releases
+  the GIL) and feeds chunks of encoded bytes into tf.data, which decodes, resizes and augments on its own thread pool
+  (`num_parallel_calls=AUTOTUNE`, order kept), batches and prefetches.
+- **worker processes** (JAX, PyTorch, or ``loader="workers"``): the same generator feeds batches of encoded bytes to a
+  spawned process pool running `fusekit.train.decode` (NumPy + Pillow), a few batches in flight, order kept.
+
+The row stream shuffles at two levels: the shard order per epoch, and a sample buffer (``shuffle_buffer`` rows) that
+mixes ``interleave`` shards read round-robin. Both draw from ``(seed, epoch)``, and each sample's augmentation from
+``(seed, epoch, position)``, so an epoch's batches are a pure function of its number: a resumed run sees exactly what
+an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from fusekit.errors import UserError
+from fusekit.train.decode import Augment, decode_batch
+
+SHARD_RE = re.compile(r"^(?P<split>[A-Za-z0-9_]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+DEFAULT_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
+
+
+class DataError(UserError):
+    """The dataset folder is not what the trainer expects (the CLI turns it into a one-line user error)."""
+
+
+@dataclass
+class Shards:
+    """A dataset folder written by `fusekit balance`: ``data/{split}-{i:05d}-of-{n:05d}.parquet`` + card + weights."""
+
+    root: Path
+    files: dict[str, list[Path]]
+    classes: tuple[str, ...]
+    _rows: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def rows(self, split: str) -> int:
+        if split not in self._rows:
+            self._rows[split] = sum(pq.ParquetFile(f).metadata.num_rows for f in self.files.get(split, []))
+        return self._rows[split]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def image_size(self, split: str) -> int | None:
+        """Side of the first stored image of ``split`` (the aligned face size; `predict` aligns to it)."""
+        from fusekit.train.decode import image_side
+
+        for _, blob, _ in iter_rows(self.files.get(split, [])[:1], batch_rows=1):
+            return image_side(blob)
+        return None
+
+    def card_hash(self) -> str | None:
+        """sha256 of the dataset card (README.md): which build of the dataset a run was trained on."""
+        card = self.root / "README.md"
+        return hashlib.sha256(card.read_bytes()).hexdigest() if card.is_file() else None
+
+    def class_weights(self) -> list[float]:
+        """Per class id, from ``class_weights.json`` (by class name or id; a missing class weighs 1)."""
+        path = self.root / "class_weights.json"
+        if not path.is_file():
+            raise DataError(f"{path} not found: run `fusekit balance` again, or train without --class-weights")
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("class_weights", "weights"):
+            if isinstance(data, dict) and isinstance(data.get(key), (dict, list)):
+                data = data[key]
+        if isinstance(data, list):
+            return [float(w) for w in data][: self.num_classes] + [1.0] * max(0, self.num_classes - len(data))
+        weights = [1.0] * self.num_classes
+        for key, value in data.items():
+            if not isinstance(value, (int, float)):
+                continue
+            if key in self.classes:
+                weights[self.classes.index(key)] = float(value)
+            elif str(key).isdigit() and int(key) < self.num_classes:
+                weights[int(key)] = float(value)
+        return weights
+
+
+def open_shards(path: str | Path) -> Shards:
+    """Find the shards under ``path`` (the dataset folder, or its ``data/`` folder)."""
+    root = Path(path).expanduser().resolve()
+    if not root.exists():
+        raise DataError(f"dataset folder {root} does not exist (expected the folder `fusekit balance` wrote)")
+    data = root / "data" if (root / "data").is_dir() else root
+    if data.name == "data" and not (root / "data").is_dir():
+        root = data.parent
+    files: dict[str, list[Path]] = {}
+    for f in sorted(data.glob("*.parquet")):
+        m = SHARD_RE.match(f.name)
+        if m:
+            files.setdefault(m["split"], []).append(f)
+    if not files:
+        raise DataError(f"no shards in {data} (expected data/{{split}}-00000-of-0000N.parquet from `fusekit balance`)")
+    return Shards(root, files, _classes(root, next(iter(files.values()))[0]))
+
+
+def _classes(root: Path, first: Path) -> tuple[str, ...]:
+    """Class names from the HF features in the schema metadata, else class_weights.json, else the canonical list."""
+    meta = pq.read_schema(first).metadata or {}
+    try:
+        info = json.loads(meta[b"huggingface"])
+        names = info["info"]["features"]["label"]["names"]
+        if names:
+            return tuple(names)
+    except (KeyError, TypeError, ValueError):
+        pass
+    path = root / "class_weights.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data.get("class_weights", data.get("weights", data)) if isinstance(data, dict) else data
+        if isinstance(data, dict) and all(k in DEFAULT_CLASSES for k in data):
+            return tuple(c for c in DEFAULT_CLASSES if c in data)
+    return DEFAULT_CLASSES[:7]
+
+
+# -- the row stream -------------------------------------------------------------------------------------------------
+
+Row = tuple[int, bytes, int]  # (position in the epoch, encoded image, label id)
+
+
+def iter_rows(files: Sequence[Path], *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+              buffer: int = 8192, interleave: int = 4, batch_rows: int = 512) -> Iterator[Row]:
+    """Rows of ``files`` in order, or shuffled (shard order + a sample buffer over ``interleave`` open shards)."""
+    rows = _read_rows(files, interleave if shuffle else 1, batch_rows, np.random.default_rng([seed, epoch])
+                      if shuffle else None)
+    if not shuffle:
+        yield from ((i, data, label) for i, (data, label) in enumerate(rows))
+        return
+    rng = np.random.default_rng([seed, epoch, 1])
+    buf: list[tuple[bytes, int]] = []
+    position = 0
+    picks = iter(())
+    for row in rows:
+        if len(buf) < buffer:
+            buf.append(row)
+            continue
+        j = next(picks, None)
+        if j is None:
+            picks = iter(rng.integers(0, buffer, size=4096).tolist())
+            j = next(picks)
+        out, buf[j] = buf[j], row
+        yield (position, *out)
+        position += 1
+    for j in rng.permutation(len(buf)).tolist():
+        yield (position, *buf[j])
+        position += 1
+
+
+def _read_rows(files: Sequence[Path], interleave: int, batch_rows: int,
+               rng: np.random.Generator | None) -> Iterator[tuple[bytes, int]]:
+    order = [files[i] for i in rng.permutation(len(files))] if rng is not None else list(files)
+    pending = collections.deque(order)
+    open_: collections.deque = collections.deque()
+    while pending or open_:
+        while pending and len(open_) < interleave:
+            f = pending.popleft()
+            open_.append((f, pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=["image", "label"])))
+        f, batches = open_.popleft()
+        batch = next(batches, None)
+        if batch is None:
+            continue
+        image = batch.column(0)
+        data = image.field("bytes").to_pylist()
+        paths = image.field("path").to_pylist() if None in data else None
+        for n, (blob, label) in enumerate(zip(data, batch.column(1).to_pylist())):
+            if blob is None:  # HF convention: no stored bytes, a file beside the shards
+                target = f.parent.parent / (paths[n] or "")
+                if not paths[n] or not target.is_file():
+                    continue
+                blob = target.read_bytes()
+            yield blob, int(label)
+        open_.append((f, batches))
+
+
+def read_columns(files: Sequence[Path], columns: Sequence[str]) -> dict[str, list]:
+    """Plain columns (no images) of ``files`` in stream order, e.g. ``dataset`` and ``label`` for evaluation."""
+    out: dict[str, list] = {c: [] for c in columns}
+    for f in files:
+        present = set(pq.read_schema(f).names)
+        table = pq.read_table(f, columns=[c for c in columns if c in present])
+        for c in columns:
+            out[c] += table.column(c).to_pylist() if c in present else [None] * table.num_rows
+    return out
+
+
+# -- loaders --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How images reach the model: size, channels, batch, augmentation, shuffling, loader."""
+
+    size: int = 112
+    channels: int = 3
+    batch_size: int = 64
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+    shuffle_buffer: int = 8192
+    interleave: int = 4
+    loader: str = "auto"  # auto | tf | workers
+    workers: int = 0  # worker processes for the process loader (0: decode in this process)
+    class_weights: tuple[float, ...] | None = None
+
+
+def backend_name() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+class InputPipeline:
+    """Per-epoch training batches and ordered evaluation batches from one dataset folder."""
+
+    def __init__(self, shards: Shards, spec: InputSpec) -> None:
+        self.shards = shards
+        self.spec = spec
+        loader = spec.loader
+        if loader == "auto":
+            loader = "tf" if backend_name() == "tensorflow" else "workers"
+        self.loader = loader
+        self._pool = None
+
+    def steps(self, split: str, training: bool) -> int:
+        n = self.shards.rows(split)
+        bs = self.spec.batch_size
+        return max(1, n // bs) if training and n >= bs else -(-n // bs)
+
+    def train(self, epoch: int, split: str = "train"):
+        """Shuffled, augmented batches ``(x, y, sample_weight)`` for ``epoch``; the last partial batch is dropped."""
+        return self._make(split, epoch=epoch, training=True)
+
+    def eval(self, split: str, with_weights: bool = False):
+        """Every row of ``split`` in file order, no augmentation: ``(x, y)`` batches (``(x, y, w)`` if asked)."""
+        return self._make(split, epoch=0, training=False, with_weights=with_weights)
+
+    def _make(self, split: str, epoch: int, training: bool, with_weights: bool = True):
+        files = self.shards.files.get(split)
+        if not files:
+            raise DataError(f"the dataset has no {split!r} split (splits: {', '.join(sorted(self.shards.files))})")
+        spec = self.spec
+
+        def rows() -> Iterator[Row]:
+            return iter_rows(files, shuffle=training, seed=spec.seed, epoch=epoch, buffer=spec.shuffle_buffer,
+                             interleave=spec.interleave)
+
+        drop = training and self.shards.rows(split) >= spec.batch_size
+        weights = spec.class_weights if with_weights else None
+        if with_weights and weights is None:
+            weights = (1.0,) * self.shards.num_classes
+        aug = spec.augment if training and spec.augment.active else None
+        if self.loader == "tf":
+            return _tf_dataset(rows, spec, aug, epoch, drop, weights)
+        return _ProcessBatches(rows, spec, aug, epoch, drop, weights, self._get_pool())
+
+    def _get_pool(self):
+        if self._pool is None and self.spec.workers > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: JAX and PyTorch hold threads that fork would copy in an unusable state
+            self._pool = ProcessPoolExecutor(self.spec.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+
+class _ProcessBatches:
+    """An iterable of numpy batches decoded by a process pool (or inline), a few batches ahead, order kept."""
+
+    def __init__(self, rows, spec: InputSpec, aug: Augment | None, epoch: int, drop: bool,
+                 weights: Sequence[float] | None, pool) -> None:
+        self.rows, self.spec, self.aug, self.epoch, self.drop, self.pool = rows, spec, aug, epoch, drop, pool
+        self.weights = np.asarray(weights, np.float32) if weights is not None else None
+
+    def _chunks(self) -> Iterator[list[Row]]:
+        chunk: list[Row] = []
+        for row in self.rows():
+            chunk.append(row)
+            if len(chunk) == self.spec.batch_size:
+                yield chunk
+                chunk = []
+        if chunk and not self.drop:
+            yield chunk
+
+    def __iter__(self):
+        spec = self.spec
+        args = (spec.size, spec.channels, self.aug, spec.seed, self.epoch)
+        if self.pool is None:
+            results = (decode_batch(chunk, *args) for chunk in self._chunks())
+        else:
+            results = self._ahead(args)
+        for x, y in results:
+            xf = x.astype(np.float32) * np.float32(1 / 255)
+            yield (xf, y) if self.weights is None else (xf, y, self.weights[y])
+
+    def _ahead(self, args):
+        pending: collections.deque = collections.deque()
+        for chunk in self._chunks():
+            pending.append(self.pool.submit(decode_batch, chunk, *args))
+            if len(pending) >= 2 * self.spec.workers + 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _tf_dataset(rows, spec: InputSpec, aug: Augment | None, epoch: int, drop: bool,
+                weights: Sequence[float] | None):
+    import tensorflow as tf
+
+    chunk = 64
+
+    def chunks():
+        # whole chunks through the generator (one Python call per 64 rows), unbatched in C++ below
+        idx, blobs, labels = [], [], []
+        for i, blob, label in rows():
+            idx.append(i)
+            blobs.append(blob)
+            labels.append(label)
+            if len(idx) == chunk:
+                yield np.asarray(idx, np.int64), np.asarray(blobs, object), np.asarray(labels, np.int32)
+                idx, blobs, labels = [], [], []
+        if idx:
+            yield np.asarray(idx, np.int64), np.asarray(blobs, object), np.asarray(labels, np.int32)
+
+    signature = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32))
+    ds = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
+    table = tf.constant(weights, tf.float32) if weights is not None else None
+    size, channels = spec.size, spec.channels
+    seed_hi = tf.constant(spec.seed * 1_000_003 + epoch, tf.int64)
+
+    def load(i, blob, label):
+        img = tf.io.decode_image(blob, channels=channels, expand_animations=False)
+        img = tf.cast(img, tf.float32)
+        same = tf.reduce_all(tf.shape(img)[:2] == size)
+        img = tf.cond(same, lambda: img, lambda: tf.image.resize(img, (size, size), antialias=True))
+        img.set_shape((size, size, channels))
+        if aug is not None:
+            img = tf_augment(img, aug, tf.stack([seed_hi, i]))
+        img = img / 255.0
+        return (img, label) if table is None else (img, label, tf.gather(table, label))
+
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(spec.batch_size, drop_remainder=drop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def tf_augment(img, aug: Augment, seed):
+    """The tf.data twin of `fusekit.train.decode.augment` on a float 0..255 image; ``seed`` is a stateless seed."""
+    import tensorflow as tf
+
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    if aug.flip:
+        img = tf.image.stateless_random_flip_left_right(img, seeds[0])
+    if aug.rotate or aug.shift:
+        size = tf.cast(tf.shape(img)[0], tf.float32)
+        theta = tf.random.stateless_uniform([], seeds[1], -aug.rotate, aug.rotate) * (np.pi / 180) if aug.rotate \
+            else tf.constant(0.0)
+        t = tf.random.stateless_uniform([2], seeds[2], -aug.shift, aug.shift) * size if aug.shift \
+            else tf.zeros([2])
+        cos, sin, c = tf.cos(theta), tf.sin(theta), (size - 1) / 2
+        # output (x, y) -> input point, as in decode._affine
+        a2 = c - cos * (c + t[0]) - sin * (c + t[1])
+        b2 = c + sin * (c + t[0]) - cos * (c + t[1])
+        transform = tf.stack([cos, sin, a2, -sin, cos, b2, 0.0, 0.0])[None]
+        img = tf.raw_ops.ImageProjectiveTransformV3(
+            images=img[None], transforms=transform, output_shape=tf.shape(img)[:2], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+    if aug.brightness:
+        img = img * tf.random.stateless_uniform([], seeds[3], 1 - aug.brightness, 1 + aug.brightness)
+    if aug.contrast:
+        mean = tf.reduce_mean(img)
+        img = (img - mean) * tf.random.stateless_uniform([], seeds[4], 1 - aug.contrast, 1 + aug.contrast) + mean
+    if aug.color and img.shape[-1] == 3:
+        grey = tf.reduce_sum(img * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        img = grey + (img - grey) * tf.random.stateless_uniform([], seeds[5], 1 - aug.color, 1 + aug.color)
+    return tf.clip_by_value(img, 0.0, 255.0)

@@ -1,0 +1,135 @@
+"""Decode and augment face images with NumPy and Pillow only: the worker side of the process loader, and `predict`.
+
+This module imports neither Keras nor TensorFlow, so that spawned loader workers start in a fraction of a second and
+hold no accelerator state. `fusekit.train.data` has the tf.data twin of the same operations (same parameters, same
+meaning; the random draws differ between the two, each being deterministic in (seed, epoch, sample index)).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Augment:
+    """On-line augmentation. ``rotate`` in degrees (uniform in +-rotate); ``shift`` a fraction of the side;
+    ``brightness`` / ``contrast`` / ``color`` multiply by a factor uniform in [1 - v, 1 + v] (the first paper's
+    ImageEnhance brightness and colour jitter)."""
+
+    flip: bool = False
+    rotate: float = 0.0
+    shift: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    color: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    @classmethod
+    def parse(cls, text: str | None) -> Augment:
+        """``"flip,rotate=5,brightness=0.2"``; ``"none"`` or empty for no augmentation. Bare names take a default."""
+        defaults = {"rotate": 10.0, "shift": 0.1, "brightness": 0.2, "contrast": 0.2, "color": 0.2}
+        values: dict[str, object] = {}
+        for item in (text or "").replace(" ", "").split(","):
+            if not item or item == "none":
+                continue
+            name, sep, value = item.partition("=")
+            name = {"rotation": "rotate", "hflip": "flip", "colour": "color", "saturation": "color"}.get(name, name)
+            if name == "flip":
+                values["flip"] = not sep or value.lower() not in ("0", "false", "no", "off")
+            elif name in defaults:
+                try:
+                    values[name] = float(value) if sep else defaults[name]
+                except ValueError:
+                    raise ValueError(f"--augment {item!r}: {name} takes a number") from None
+            else:
+                raise ValueError(f"unknown augmentation {name!r}; use flip, rotate[=DEG], shift[=FRAC], "
+                                 f"brightness[=V], contrast[=V], color[=V] or none")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        parts = ["flip"] if self.flip else []
+        parts += [f"{f.name}={getattr(self, f.name):g}" for f in fields(self) if f.name != "flip" and getattr(self, f.name)]
+        return ",".join(parts) or "none"
+
+
+def decode(data: bytes, size: int, channels: int) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 array size x size x channels (grey is Pillow's ITU-R 601 luma, as TensorFlow's)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return prepare(img, size, channels)
+
+
+def prepare(img: Image.Image, size: int, channels: int) -> np.ndarray:
+    """A PIL image -> the model's uint8 input: grey or RGB, resized (antialiased) to size x size."""
+    img = img.convert("L" if channels == 1 else "RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if channels == 1 else arr
+
+
+def image_side(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as img:
+        return int(img.size[0])
+
+
+def augment(arr: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """One random draw of ``aug`` applied to a uint8 H x W x C image (returns uint8)."""
+    if aug.flip and rng.random() < 0.5:
+        arr = arr[:, ::-1]
+    if aug.rotate or aug.shift:
+        arr = _affine(arr, rng.uniform(-aug.rotate, aug.rotate) if aug.rotate else 0.0,
+                      rng.uniform(-aug.shift, aug.shift, size=2) * arr.shape[0] if aug.shift else (0.0, 0.0))
+    if aug.brightness or aug.contrast or aug.color:
+        x = arr.astype(np.float32)
+        if aug.brightness:
+            x *= rng.uniform(1 - aug.brightness, 1 + aug.brightness)
+        if aug.contrast:
+            mean = x.mean()
+            x = (x - mean) * rng.uniform(1 - aug.contrast, 1 + aug.contrast) + mean
+        if aug.color and x.shape[-1] == 3:
+            grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+            x = grey[..., None] + (x - grey[..., None]) * rng.uniform(1 - aug.color, 1 + aug.color)
+        arr = np.clip(x + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _affine(arr: np.ndarray, degrees: float, shift) -> np.ndarray:
+    """Rotate about the centre and translate; areas from outside the image are black (as the tf.data path)."""
+    h, w = arr.shape[:2]
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    tx, ty = float(shift[0]), float(shift[1])
+    # output (x, y) -> input: R(-theta) (out - c - t) + c, as Pillow's AFFINE data (a, b, c, d, e, f)
+    a, b = cos, sin
+    d, e = -sin, cos
+    c0 = cx - a * (cx + tx) - b * (cy + ty)
+    f0 = cy - d * (cx + tx) - e * (cy + ty)
+    img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    out = np.asarray(img.transform((w, h), Image.AFFINE, (a, b, c0, d, e, f0), resample=Image.BILINEAR))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def decode_batch(items: list[tuple[int, bytes, int]], size: int, channels: int, aug: Augment | None,
+                 seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Worker task: ``(index, bytes, label)`` rows -> (uint8 N x size x size x C, int32 labels).
+
+    The random draws of a sample depend only on (seed, epoch, index), so a resumed run sees the same augmentations.
+    """
+    out = np.empty((len(items), size, size, channels), np.uint8)
+    labels = np.empty(len(items), np.int32)
+    for n, (index, data, label) in enumerate(items):
+        arr = decode(data, size, channels)
+        if aug is not None and aug.active:
+            arr = augment(arr, aug, np.random.default_rng([seed, epoch, index]))
+        out[n] = arr
+        labels[n] = label
+    return out, labels

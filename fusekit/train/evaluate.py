@@ -1,0 +1,265 @@
+"""`run_evaluate`: a run's model on a split of a dataset, reported as the papers report it.
+
+Writes ``runs/NAME/eval/<split>/``: metrics.json, per_class.csv, confusion.csv / confusion_normalized.csv (rows =
+true class, columns = predicted; normalised per true class), the same two as PNG, by_source.csv (accuracy on each
+source dataset's samples alone, e.g. CK+ or FER-2013's test), predictions.csv, and the run's curves.png.
+
+Metric conventions (as scikit-learn's defaults): macro-F1 averages the classes that occur in the truth or the
+predictions; balanced accuracy is the mean recall over the classes that occur in the truth; a class never predicted
+has precision 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from fusekit.errors import UserError
+from fusekit.train import runs as runs_mod
+from fusekit.train.runs import write_json, write_text_atomic
+
+
+@dataclass
+class EvalConfig:
+    run: str | None = None  # default: the most recent run
+    data: Path | None = None  # default: the dataset the run trained on
+    split: str = "test"
+    by_source: bool = False
+    checkpoint: str = "best"  # best | last | an epoch number
+    batch_size: int | None = None
+    loader: str = "auto"
+    workers: int | None = None
+
+
+@dataclass
+class ClassMetrics:
+    name: str
+    support: int
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass
+class Metrics:
+    n: int
+    accuracy: float
+    macro_f1: float
+    balanced_accuracy: float
+    per_class: list[ClassMetrics]
+    confusion: np.ndarray  # [true, predicted] counts
+
+    def normalised(self) -> np.ndarray:
+        rows = self.confusion.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion, rows, out=np.zeros(self.confusion.shape, float), where=rows > 0)
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
+                "balanced_accuracy": self.balanced_accuracy,
+                "per_class": [c.__dict__ for c in self.per_class], "confusion": self.confusion.tolist()}
+
+
+def compute_metrics(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[str]) -> Metrics:
+    """Accuracy, macro-F1, balanced accuracy, per-class precision / recall / F1 and the confusion matrix."""
+    t = np.asarray(y_true, np.int64)
+    p = np.asarray(y_pred, np.int64)
+    k = len(classes)
+    confusion = np.bincount(t * k + p, minlength=k * k).reshape(k, k) if t.size else np.zeros((k, k), np.int64)
+    tp = np.diag(confusion).astype(float)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    present = (support > 0) | (predicted > 0)
+    per_class = [ClassMetrics(classes[i], int(support[i]), float(precision[i]), float(recall[i]), float(f1[i]))
+                 for i in range(k)]
+    return Metrics(
+        n=int(t.size),
+        accuracy=float(tp.sum() / t.size) if t.size else 0.0,
+        macro_f1=float(f1[present].mean()) if present.any() else 0.0,
+        balanced_accuracy=float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
+        per_class=per_class,
+        confusion=confusion,
+    )
+
+
+@dataclass
+class EvalReport:
+    run: str
+    split: str
+    data: Path
+    checkpoint: Path
+    classes: list[str]
+    metrics: Metrics
+    by_source: dict[str, Metrics] = field(default_factory=dict)
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+
+def resolve_run(root: Path, name: str | None):
+    if name is None:
+        run = runs_mod.latest_run(root)
+        if run is None:
+            raise UserError(f"no runs in {runs_mod.runs_dir(root)}: train one with `fusekit train`")
+        return run
+    run = runs_mod.Run(runs_mod.runs_dir(root), name)
+    if not run.exists():
+        known = ", ".join(r.name for r in runs_mod.list_runs(root)) or "none"
+        raise UserError(f"no run {name!r} in {runs_mod.runs_dir(root)} (runs: {known})")
+    return run
+
+
+def checkpoint_path(run, which: str) -> Path:
+    if which == "best":
+        path = run.best_model
+    elif which == "last":
+        path = run.checkpoint(run.state().epochs_done)
+    elif which.isdigit():
+        path = run.checkpoint(int(which))
+    else:
+        raise UserError(f"--checkpoint must be best, last or an epoch number, not {which!r}")
+    if not path.is_file():
+        raise UserError(f"run {run.name!r} has no model at {path} (has it finished an epoch?)")
+    return path
+
+
+def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
+    """Evaluate a run's model on ``config.split``; write the files above; return the numbers."""
+    import keras
+
+    from fusekit.train.data import InputPipeline, InputSpec, open_shards, read_columns
+
+    root = Path(getattr(workspace, "root", workspace))
+    run = resolve_run(root, config.run)
+    saved = run.config()
+    classes = run.dataset_info().get("classes") or []
+    shards = open_shards(config.data or saved["data"])
+    if config.split not in shards.files:
+        raise UserError(f"the dataset at {shards.root} has no {config.split!r} split "
+                        f"(splits: {', '.join(sorted(shards.files))})")
+    classes = list(classes or shards.classes)
+    remap = _remap(shards.classes, classes)
+    ckpt = checkpoint_path(run, config.checkpoint)
+    model = keras.saving.load_model(ckpt, compile=False)
+
+    spec = InputSpec(size=saved["input_size"], channels=saved["channels"], batch_size=config.batch_size or
+                     saved.get("batch_size") or 64, loader=config.loader,
+                     workers=config.workers if config.workers is not None else 0)
+    pipeline = InputPipeline(shards, spec)
+    y_true, probs = [], []
+    try:
+        data = pipeline.eval(config.split)
+        for x, y in data:
+            probs.append(np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(x)), np.float32))
+            y_true.append(np.asarray(y))
+    finally:
+        pipeline.close()
+    prob = np.concatenate(probs) if probs else np.zeros((0, len(classes)), np.float32)
+    truth = remap[np.concatenate(y_true)] if y_true else np.zeros(0, np.int64)
+    if (truth < 0).any():
+        # samples of classes the model never learnt cannot be scored
+        unknown = sorted({shards.classes[i] for i in np.concatenate(y_true)[truth < 0].tolist()})
+        raise UserError(f"the {config.split} split has classes run {run.name!r} was not trained on: "
+                        f"{', '.join(unknown)}")
+    pred = prob.argmax(axis=1)
+    metrics = compute_metrics(truth, pred, classes)
+
+    meta = read_columns(shards.files[config.split], ["dataset", "source_id", "label"])
+    sources = meta["dataset"] if len(meta["dataset"]) == len(truth) else ["?"] * len(truth)
+    by_source: dict[str, Metrics] = {}
+    if config.by_source:
+        names = np.asarray([s or "?" for s in sources])
+        for name in sorted(set(names.tolist())):
+            mask = names == name
+            by_source[name] = compute_metrics(truth[mask], pred[mask], classes)
+
+    out = run.dir / "eval" / config.split
+    report = EvalReport(run.name, config.split, shards.root, ckpt, classes, metrics, by_source, out)
+    report.files = _write(report, prob, truth, pred, sources, meta["source_id"])
+    history = runs_mod.read_history(run.dir / "history.csv")
+    if history:
+        from fusekit.train.plots import training_curves
+
+        report.files.append(training_curves(history, run.dir / "curves.png", title=run.name))
+    return report
+
+
+def _remap(dataset_classes: Sequence[str], run_classes: Sequence[str]) -> np.ndarray:
+    """Dataset label id -> the run's class id, by name (a dataset built with another class list still evaluates)."""
+    return np.asarray([run_classes.index(c) if c in run_classes else -1 for c in dataset_classes], np.int64)
+
+
+def _write(report: EvalReport, prob, truth, pred, sources, source_ids) -> list[Path]:
+    from fusekit.train.plots import confusion_png
+
+    out = report.out_dir
+    m, classes = report.metrics, report.classes
+    files = []
+    summary = {"run": report.run, "split": report.split, "data": str(report.data), "checkpoint": str(report.checkpoint),
+               "classes": classes, **m.to_dict(),
+               "by_source": {k: {kk: v for kk, v in s.to_dict().items() if kk != "confusion"}
+                             for k, s in report.by_source.items()}}
+    write_json(out / "metrics.json", summary)
+    files.append(out / "metrics.json")
+    rows = [["class", "support", "precision", "recall", "f1"]] + [
+        [c.name, c.support, f"{c.precision:.6f}", f"{c.recall:.6f}", f"{c.f1:.6f}"] for c in m.per_class]
+    files.append(_csv(out / "per_class.csv", rows))
+    for name, matrix, fmt in (("confusion", m.confusion, "{:d}"), ("confusion_normalized", m.normalised(), "{:.6f}")):
+        files.append(_csv(out / f"{name}.csv", [["true\\predicted", *classes]] +
+                          [[classes[i], *(fmt.format(v) for v in matrix[i].tolist())] for i in range(len(classes))]))
+        normalised = name.endswith("normalized")
+        files.append(confusion_png(matrix, classes, out / f"{name}.png",
+                                   f"{report.run} on {report.split}" + (" (normalised by true class)" if normalised
+                                                                         else ""), normalised))
+    if report.by_source:
+        files.append(_csv(out / "by_source.csv", [["source", "n", "accuracy", "balanced_accuracy", "macro_f1"]] + [
+            [k, s.n, f"{s.accuracy:.6f}", f"{s.balanced_accuracy:.6f}", f"{s.macro_f1:.6f}"]
+            for k, s in report.by_source.items()]))
+    pred_rows = [["row", "source", "source_id", "label", "predicted", "confidence"]]
+    ids = source_ids if len(source_ids) == len(truth) else [None] * len(truth)
+    for i in range(len(truth)):
+        pred_rows.append([i, sources[i], ids[i] or "", classes[truth[i]], classes[pred[i]], f"{prob[i].max():.4f}"])
+    files.append(_csv(out / "predictions.csv", pred_rows))
+    return files
+
+
+def _csv(path: Path, rows) -> Path:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+def render_eval(report: EvalReport) -> str:
+    """The printed report: headline metrics, per class, per source, where the files are."""
+    from fusekit.render import table
+
+    m = report.metrics
+    lines = [f"run {report.run} on {report.split} ({m.n:,} images, {report.checkpoint.name})", "",
+             table(["metric", "value"], [["accuracy", f"{m.accuracy:.4f}"], ["macro-F1", f"{m.macro_f1:.4f}"],
+                                         ["balanced accuracy", f"{m.balanced_accuracy:.4f}"]]), "",
+             table(["class", "support", "precision", "recall", "F1"],
+                   [[c.name, c.support, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}"]
+                    for c in m.per_class if c.support or c.precision])]
+    if report.by_source:
+        lines += ["", table(["source", "images", "accuracy", "balanced acc", "macro-F1"],
+                            [[k, s.n, f"{s.accuracy:.4f}", f"{s.balanced_accuracy:.4f}", f"{s.macro_f1:.4f}"]
+                             for k, s in report.by_source.items()])]
+    lines += ["", "confusion matrix (rows true, columns predicted):",
+              table(["", *[c[:7] for c in report.classes]],
+                    [[c, *row] for c, row in zip(report.classes, m.confusion.tolist())])]
+    if report.out_dir is not None:
+        lines += ["", f"written to {report.out_dir}"]
+    return "\n".join(lines)
+
+
+def load_metrics(run, split: str) -> dict | None:
+    path = run.dir / "eval" / split / "metrics.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

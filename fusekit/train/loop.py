@@ -1,0 +1,392 @@
+"""`run_train`: build or reload the model, then train epoch by epoch with checkpoints, best model, early stopping.
+
+Each epoch is one ``model.fit(..., initial_epoch=e, epochs=e + 1)`` call on that epoch's input (see
+`fusekit.train.data`: the batches of epoch e are a pure function of (seed, e)), with the dropout seed generators reset
+from (seed, e) too. After the epoch: checkpoint (model + optimizer), best model, history, then state.json. A killed
+run, resumed, therefore continues with the same weights, optimizer state, data order, augmentations and dropout
+masks as an uninterrupted run.
+
+Devices: TensorFlow uses a MirroredStrategy over all visible GPUs; JAX a `keras.distribution.DataParallel` over its
+GPUs; PyTorch trains on one GPU (Keras 3 has no multi-GPU distribution for it). Mixed precision (float16 with loss
+scaling, or bfloat16) is switched on when the GPU supports it; on a CPU everything runs in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fusekit.errors import UserError
+from fusekit.train import runs as runs_mod
+from fusekit.train.config import TrainConfig, resolve
+from fusekit.train.data import DataError, InputPipeline, InputSpec, open_shards
+from fusekit.train.decode import Augment
+
+log = logging.getLogger("fusekit.train")
+
+
+class TrainError(UserError):
+    """A user-fixable problem with a training request (the CLI prints it as one line)."""
+
+
+@dataclass
+class TrainReport:
+    run: str
+    run_dir: Path
+    model: str
+    params: int
+    epochs_done: int
+    epochs: int
+    best_epoch: int
+    best_val_loss: float | None
+    best_val_accuracy: float | None
+    stopped_early: bool
+    resumed_from: int | None
+    device: str
+    precision: str
+    loader: str
+    images_per_s: float | None
+    transferred: int | None = None  # layers initialised from --init
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# -- devices ----------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Devices:
+    backend: str
+    gpus: int
+    name: str
+    policy: str
+    scope: Callable[[], Any] = contextlib.nullcontext
+
+
+def setup_devices(precision: str = "auto") -> Devices:
+    """Distribution over the visible GPUs and the dtype policy, for the active Keras backend."""
+    import keras
+
+    backend = keras.backend.backend()
+    gpus, capability, scope = 0, 0.0, contextlib.nullcontext
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = tf.config.list_physical_devices("GPU")
+        gpus = len(devices)
+        if gpus:
+            details = tf.config.experimental.get_device_details(devices[0])
+            capability = float("{}.{}".format(*details.get("compute_capability", (0, 0))))
+            strategy = tf.distribute.MirroredStrategy() if gpus > 1 else tf.distribute.get_strategy()
+            scope = strategy.scope
+    elif backend == "jax":
+        import jax
+
+        devices = [d for d in jax.devices() if d.platform == "gpu"]
+        gpus = len(devices)
+        if gpus:
+            capability = float(getattr(devices[0], "compute_capability", "0") or 0)
+        if gpus > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    elif backend == "torch":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus:
+            major, minor = torch.cuda.get_device_capability(0)
+            capability = major + minor / 10
+        gpus = min(gpus, 1)
+    policy = precision
+    if precision == "auto":
+        # float16 with loss scaling needs tensor cores (7.0+); bfloat16 (8.0+) needs no loss scaling on JAX/torch
+        policy = "float32"
+        if gpus and capability >= 8.0 and backend != "tensorflow":
+            policy = "mixed_bfloat16"
+        elif gpus and capability >= 7.0:
+            policy = "mixed_float16"
+    keras.config.set_dtype_policy(policy)
+    name = f"{gpus} GPU{'s' if gpus != 1 else ''} ({backend})" if gpus else f"CPU ({backend})"
+    return Devices(backend, gpus, name, policy, scope)
+
+
+# -- the model --------------------------------------------------------------------------------------------------------
+
+def make_optimizer(config: TrainConfig):
+    import keras
+
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum or 0.0)
+    return keras.optimizers.Adam(learning_rate=config.lr)
+
+
+def compile_model(model, config: TrainConfig) -> None:
+    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def transfer_weights(source, target) -> int:
+    """Copy weights layer by layer (by name, where every shape matches): the second paper's fine-tuning start.
+
+    A head with another class count is left at its fresh initialisation. Returns the number of layers copied.
+    """
+    by_name = {layer.name: layer for layer in _all_layers(source)}
+    copied = 0
+    for layer in _all_layers(target):
+        src = by_name.get(layer.name)
+        if src is None or not layer.weights:
+            continue
+        weights = src.get_weights()
+        if len(weights) == len(layer.weights) and all(w.shape == tuple(v.shape) for w, v in zip(weights, layer.weights)):
+            layer.set_weights(weights)
+            copied += 1
+    return copied
+
+
+def _all_layers(model):
+    import keras
+
+    out = []
+    for layer in model.layers:
+        out.extend(_all_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
+
+
+def reseed(model, seed: int, epoch: int) -> None:
+    """Reset every seed generator (dropout) from (seed, epoch): resumed epochs draw the same masks."""
+    import keras
+    import numpy as np
+
+    n = 0
+    for layer in model._flatten_layers(include_self=True):  # noqa: SLF001 - Keras 3: every nested layer
+        for generator in getattr(layer, "_seed_generators", []):
+            n += 1
+            value = (seed * 100_003 + epoch * 1_009 + n) % (2**31 - 1)
+            generator.state.assign(keras.ops.convert_to_tensor(np.array([value, 0]), dtype=generator.state.dtype))
+
+
+# -- the loop ---------------------------------------------------------------------------------------------------------
+
+def _default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def run_train(workspace, config: TrainConfig, echo: Callable[[str], None] | None = None) -> TrainReport:
+    """Train (or resume) the run ``config.run`` in ``workspace`` (a `fusekit.workspace.Workspace` or a folder)."""
+    echo = echo or (lambda _text: None)
+    root = Path(getattr(workspace, "root", workspace))
+    run, config, resumed = _open_run(root, config)
+    handler = logging.FileHandler(run.dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        return _train(root, run, config, resumed, echo)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _open_run(root: Path, config: TrainConfig):
+    """The run folder and the config to train with: a new run, or the saved config of a run to resume."""
+    if config.run is not None and not runs_mod.RUN_NAME_RE.match(config.run):
+        raise TrainError(f"--run {config.run!r}: use letters, digits, '.', '_' and '-' only")
+    runs_root = runs_mod.runs_dir(root)
+    if config.resume:
+        run = runs_mod.Run(runs_root, config.run) if config.run else runs_mod.latest_run(root)
+        if run is None or not run.exists():
+            raise TrainError(f"no run {config.run!r} to resume in {runs_root}" if config.run
+                             else f"no run to resume in {runs_root}")
+        saved = TrainConfig.from_dict(run.config())
+        # what a resume may change: more epochs, the command, the loader's workers, verbosity
+        saved.epochs = config.epochs or saved.epochs
+        saved.workers = config.workers if config.workers is not None else saved.workers
+        saved.command, saved.verbose, saved.resume, saved.max_steps = config.command, config.verbose, True, \
+            config.max_steps if config.max_steps is not None else saved.max_steps
+        if config.data is not None and Path(config.data).resolve() != Path(saved.data).resolve():
+            log.warning("--resume trains on the run's own dataset %s, not %s", saved.data, config.data)
+        return run, saved, True
+    if config.data is None:
+        raise TrainError("--data DATASET_DIR is required (the folder `fusekit balance` wrote)")
+    if config.init is not None:
+        config = _from_init(root, config)
+    try:
+        config = resolve(config)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+    name = config.run or runs_mod.free_name(root, config.model if not config.preset else f"{config.model}-{config.preset}")
+    run = runs_mod.Run(runs_root, name)
+    if run.exists():
+        raise TrainError(f"run {name!r} exists in {runs_root}: add --resume to continue it, or choose another --run")
+    config.run = name
+    return run, config, False
+
+
+def _from_init(root: Path, config: TrainConfig) -> TrainConfig:
+    init = runs_mod.Run(runs_mod.runs_dir(root), config.init)
+    if not init.best_model.is_file():
+        raise TrainError(f"--init {config.init!r}: no trained model at {init.best_model}")
+    saved = init.config()
+    if config.model is not None and config.model != saved["model"]:
+        raise TrainError(f"--init {config.init!r} is a {saved['model']} run; --model {config.model} cannot start from it")
+    config.model = saved["model"]
+    config.input_size = config.input_size or saved["input_size"]
+    config.channels = config.channels or saved["channels"]
+    return config
+
+
+def _train(root: Path, run, config: TrainConfig, resumed: bool, echo) -> TrainReport:
+    import keras
+
+    try:
+        shards = open_shards(config.data)
+    except DataError as exc:
+        raise TrainError(str(exc)) from None
+    for split in (config.train_split, config.val_split):
+        if not shards.rows(split):
+            raise TrainError(f"the dataset at {shards.root} has no rows in split {split!r}")
+    devices = setup_devices(config.precision)
+    if not resumed:
+        run.create(config.to_dict(), {
+            "path": str(shards.root), "card_sha256": shards.card_hash(), "classes": list(shards.classes),
+            "rows": {s: shards.rows(s) for s in sorted(shards.files)}, "shards": {s: len(f) for s, f in shards.files.items()},
+            "image_size": shards.image_size(config.train_split),
+        })
+    elif run.dataset_info().get("card_sha256") != shards.card_hash():
+        log.warning("the dataset card changed since this run started (%s): resuming on the new data", shards.root)
+    run.record_command(config.command or f"run_train({config!r})", resumed)
+    state = run.state()
+    if state.finished and not state.stopped_early and state.epochs_done < config.epochs:
+        state.finished = False  # resumed with more --epochs
+    if state.finished:
+        echo(f"run {run.name} already finished ({state.epochs_done} epochs); nothing to do")
+
+    keras.utils.set_random_seed(config.seed)
+    transferred = None
+    with devices.scope():
+        if resumed and state.epochs_done:
+            model = keras.saving.load_model(run.checkpoint(state.epochs_done))
+            log.info("resumed %s from epoch %d", run.name, state.epochs_done)
+        else:
+            model = _build(config, shards.num_classes)
+            if config.init:
+                init = keras.saving.load_model(runs_mod.Run(runs_mod.runs_dir(root), config.init).best_model,
+                                               compile=False)
+                transferred = transfer_weights(init, model)
+                log.info("initialised %d layers from run %s", transferred, config.init)
+            compile_model(model, config)
+    log.info("%s: %s, %s params, %s, %s, batch %d, %s", run.name, config.model, f"{model.count_params():,}",
+             devices.name, devices.policy, config.batch_size, Augment.parse(config.augment).describe())
+
+    spec = InputSpec(size=config.input_size, channels=config.channels, batch_size=config.batch_size,
+                     augment=Augment.parse(config.augment), seed=config.seed, shuffle_buffer=config.shuffle_buffer,
+                     loader=config.loader, workers=config.workers if config.workers is not None else _default_workers(),
+                     class_weights=tuple(shards.class_weights()) if config.class_weights else None)
+    pipeline = InputPipeline(shards, spec)
+    steps = pipeline.steps(config.train_split, training=True)
+    if config.max_steps:
+        steps = min(steps, config.max_steps)
+    start = state.epochs_done
+    ips = None
+    try:
+        for epoch in range(start, config.epochs):
+            if state.finished:
+                break
+            reseed(model, config.seed, epoch)
+            train_data = pipeline.train(epoch, config.train_split)
+            val_data = pipeline.eval(config.val_split)
+            if pipeline.loader != "tf":
+                train_data, val_data = iter(train_data), iter(val_data)
+            t0 = time.perf_counter()
+            fit = model.fit(train_data, validation_data=val_data, initial_epoch=epoch, epochs=epoch + 1,
+                            steps_per_epoch=steps if config.max_steps else None, verbose=0,
+                            callbacks=[_Progress(steps)] if config.verbose and sys.stderr.isatty() else [])
+            seconds = time.perf_counter() - t0
+            metrics = {k: float(v[-1]) for k, v in fit.history.items()}
+            ips = steps * config.batch_size / seconds
+            row = {"epoch": epoch + 1, **metrics, "lr": float(keras.ops.convert_to_numpy(
+                model.optimizer.learning_rate)), "seconds": round(seconds, 2), "images_per_s": round(ips, 1)}
+            _advance(run, model, state, row, config)
+            line = (f"epoch {epoch + 1}/{config.epochs}  loss {metrics.get('loss', math.nan):.4f}  "
+                    f"acc {metrics.get('accuracy', math.nan):.4f}  val_loss {metrics.get('val_loss', math.nan):.4f}  "
+                    f"val_acc {metrics.get('val_accuracy', math.nan):.4f}  {ips:,.0f} img/s  {seconds:.1f} s")
+            log.info(line)
+            echo(line)
+            if state.stopped_early:
+                echo(f"early stop: validation loss has not improved for {config.patience} epochs")
+    finally:
+        pipeline.close()
+    if state.epochs_done >= config.epochs and not state.finished:
+        state.finished = True
+        run.commit(state)
+    _curves(run)
+    best = next((h for h in state.history if int(h["epoch"]) == state.best_epoch), {})
+    return TrainReport(run=run.name, run_dir=run.dir, model=config.model, params=model.count_params(),
+                       epochs_done=state.epochs_done, epochs=config.epochs, best_epoch=state.best_epoch,
+                       best_val_loss=state.best_val_loss, best_val_accuracy=best.get("val_accuracy"),
+                       stopped_early=state.stopped_early, resumed_from=start if resumed else None,
+                       device=devices.name, precision=devices.policy, loader=pipeline.loader, images_per_s=ips,
+                       transferred=transferred, history=state.history)
+
+
+def _build(config: TrainConfig, num_classes: int):
+    from fusekit.train.models import build_model
+
+    try:
+        return build_model(config.model, num_classes, config.input_size, config.channels, config.l2 or 0.0,
+                           config.weights)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
+
+
+def _advance(run, model, state, row: dict[str, float], config: TrainConfig) -> None:
+    """Commit one epoch: checkpoint, best model, early-stopping counter, history, state (in that order)."""
+    epoch = int(row["epoch"])
+    run.save_model(model, run.checkpoint(epoch))
+    val_loss = row.get("val_loss")
+    if val_loss is not None and math.isfinite(val_loss) and (state.best_val_loss is None or val_loss < state.best_val_loss):
+        state.best_val_loss, state.best_epoch, state.wait = float(val_loss), epoch, 0
+        run.save_model(model, run.best_model)
+    else:
+        state.wait += 1
+    state.epochs_done = epoch
+    state.history.append(row)
+    if config.patience and state.wait >= config.patience:
+        state.stopped_early = state.finished = True
+    if epoch >= config.epochs:
+        state.finished = True
+    run.commit(state)
+    run.prune_checkpoints(config.keep_checkpoints, epoch)
+
+
+def _curves(run) -> None:
+    from fusekit.train.plots import training_curves
+
+    history = runs_mod.read_history(run.dir / "history.csv")
+    if history:
+        training_curves(history, run.dir / "curves.png", title=run.name)
+
+
+def _progress_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class _Progress(_progress_base()):
+    """A per-batch progress bar on a terminal (the loop prints its own line per epoch)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import keras
+
+        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss", "accuracy"])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(batch + 1, [(k, float(v)) for k, v in (logs or {}).items() if k in ("loss", "accuracy")])
