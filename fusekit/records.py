@@ -178,3 +178,18 @@ REJECT_REASONS.update(
         "too_small": "the image or face is below the minimum size the stage works with",
     }
 )
+
+# `crawl` rejects: a URL that was not fetched or whose answer was not kept (see fusekit/crawl/politeness.py).
+REJECT_REASONS.update(
+    {
+        "http_error": "the server answered with an HTTP error status (after the allowed retries)",
+        "timeout": "no complete answer within the time limit (after the allowed retries)",
+        "connection_failed": "the host could not be resolved or reached, or the connection broke",
+        "too_many_redirects": "more redirects than allowed (a redirect loop)",
+        "too_large": "the body exceeds the size limit",
+        "robots_disallowed": "the site's robots.txt disallows the URL for fusekit",
+        "opted_out": "the answer carries X-Robots-Tag noai / noimageai",
+        "address_refused": "the host is a private, loopback or otherwise non-public address (or outside the allowed networks)",
+        "unsupported_scheme": "not an http(s) URL",
+    }
+)
