@@ -143,6 +143,7 @@ class ShardWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._shard_bytes = 0
 
     def finish(self) -> ShardStats:
         """Flush, close and rename the temporary files to their final ``-of-N`` names."""

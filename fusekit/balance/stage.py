@@ -294,7 +294,8 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
 
     config = config or BalanceConfig()
     started = time.perf_counter()
-    workspace.ensure()
+    if workspace.root.is_dir():
+        workspace.recover()
     for stale in workspace.root.glob(".dataset-*"):  # what a killed run left
         shutil.rmtree(stale, ignore_errors=True)
     out = workspace.root / "dataset"

@@ -1,0 +1,361 @@
+"""`fusekit build RECIPE.yaml`: every stage in order from one recipe file, doing only what changed.
+
+A recipe names the sources to ingest, an optional crawl, and the faces, dedupe and balance settings::
+
+    seed: 0
+    sources:
+      - {name: fer2013, source: data/fer2013, variant: csv}
+      - {name: ckplus, source: data/CK+}
+    crawl: {emotions: [disgust, fear], engine: bing, max_per_keyword: 100}   # optional
+    faces: {}                                                                # FacesConfig settings (optional)
+    dedupe: {}                                                               # DedupeConfig settings, or false
+    balance: {strategy: median, classes: 7, split: 80/10/10}
+
+Relative paths are relative to the recipe's folder (or ``base``). Each step has a fingerprint: its settings, the
+files it reads (a source folder's listing, or the workspace tables it reads as (file, size, mtime)) and the files
+it wrote last time. A step whose fingerprint is unchanged is skipped, so a rerun with nothing changed does nothing,
+and a changed source reruns its ingest and every step after it. Stages that other modules provide (faces, crawl,
+dedupe) are imported when a step needs them; a recipe that names a stage this install lacks fails with one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from fusekit import __version__
+from fusekit.errors import ConfigError, UserError
+from fusekit.workspace import Workspace, write_json_atomic
+
+RECIPE_KEYS = ("name", "seed", "sources", "crawl", "faces", "dedupe", "balance", "description")
+SOURCE_KEYS = ("name", "source", "variant", "options", "labels")
+PATH_OPTIONS = ("labels",)  # source options that name a file (resolved like `source`)
+STATE_FILE = ".build-state.json"
+
+
+@dataclass
+class StepResult:
+    name: str
+    ran: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class BuildReport:
+    recipe: Path
+    workspace: Path
+    steps: list[StepResult] = field(default_factory=list)
+    balance: Any = None  # BalanceReport when balance ran
+    summary: list[str] = field(default_factory=list)  # the dataset's summary lines (also when balance was skipped)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ran(self) -> list[str]:
+        return [s.name for s in self.steps if s.ran]
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    name: str
+    source: Path
+    variant: str | None
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    text: str
+    seed: int
+    sources: tuple[SourceEntry, ...]
+    crawl: dict[str, Any] | None
+    faces: dict[str, Any]
+    dedupe: dict[str, Any] | None  # None: no dedupe step
+    balance: dict[str, Any]
+
+
+def demo_recipe_path() -> Path:
+    """The recipe bundled for `fusekit demo` (its sources are relative to the demo corpus folder)."""
+    return Path(str(resources.files("fusekit") / "demo_recipe.yaml"))
+
+
+def load_recipe(path: Path, base: Path | None = None) -> Recipe:
+    """Parse and check a recipe; every mistake is a one-line ConfigError naming the recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    where = f"recipe {path}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with sources:, balance: ... at the top")
+    unknown = sorted(set(data) - set(RECIPE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(RECIPE_KEYS)}")
+    base = Path(base) if base is not None else path.resolve().parent
+    sources = []
+    for i, entry in enumerate(data.get("sources") or []):
+        if not isinstance(entry, dict) or "name" not in entry or "source" not in entry:
+            raise ConfigError(f"{where}: sources[{i}] needs name: and source:")
+        bad = sorted(set(entry) - set(SOURCE_KEYS))
+        if bad:
+            raise ConfigError(f"{where}: sources[{i}] has unknown key {bad[0]!r}; valid: {', '.join(SOURCE_KEYS)}")
+        options = dict(entry.get("options") or {})
+        if entry.get("labels"):
+            options["labels"] = entry["labels"]
+        for key in PATH_OPTIONS:
+            if key in options:
+                options[key] = str(_resolve(base, options[key]))
+        sources.append(SourceEntry(str(entry["name"]), _resolve(base, entry["source"]),
+                                   str(entry["variant"]) if entry.get("variant") else None, options))
+    crawl = data.get("crawl")
+    if crawl is not None and not isinstance(crawl, dict):
+        raise ConfigError(f"{where}: crawl: takes settings (emotions, engine, max_per_keyword, ...)")
+    if not sources and not crawl:
+        raise ConfigError(f"{where}: lists no sources and no crawl; nothing to build")
+    dedupe = data.get("dedupe", {})
+    if dedupe is False:
+        dedupe = None
+    elif dedupe is True or dedupe is None:
+        dedupe = {}
+    balance = dict(data.get("balance") or {})
+    seed = int(data.get("seed", balance.get("seed", 0)))
+    balance.setdefault("seed", seed)
+    return Recipe(path.resolve(), text, seed, tuple(sources), crawl, dict(data.get("faces") or {}), dedupe, balance)
+
+
+def _resolve(base: Path, value: Any) -> Path:
+    p = Path(os.path.expanduser(str(value)))
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+# -- fingerprints ----------------------------------------------------------------------------------------------------
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def tree_listing(path: Path) -> str:
+    """A digest of every file under ``path`` (relative name, size, mtime): changes when any file does."""
+    entries = []
+    if path.is_file():
+        st = path.stat()
+        entries.append((path.name, st.st_size, st.st_mtime_ns))
+    else:
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = Path(root) / name
+                try:
+                    st = full.stat()
+                except OSError:
+                    continue
+                entries.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
+    return _digest(entries)
+
+
+def table_listing(workspace: Workspace, table: str, units: list[str] | None = None) -> str:
+    folder = workspace.table_dir(table)
+    entries = []
+    for unit in workspace.units(table):
+        if units is not None and unit not in units:
+            continue
+        for p in sorted((folder / unit).iterdir()):
+            st = p.stat()
+            entries.append((f"{unit}/{p.name}", st.st_size, st.st_mtime_ns))
+    return _digest(entries)
+
+
+def _stage(module: str, names: tuple[str, ...], step: str) -> tuple[Any, ...]:
+    """Import a stage's entry points, or say in one line that this install does not have that stage yet."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+        return tuple(getattr(mod, n) for n in names)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"the recipe needs the {step} stage, which this fusekit does not have yet ({module}: "
+                        f"{exc}); remove `{step}:` from the recipe or install a fusekit that has it") from None
+
+
+def _config(cls: Any, settings: dict[str, Any], step: str) -> Any:
+    try:
+        return cls(**settings)
+    except TypeError as exc:
+        fields = ", ".join(getattr(cls, "__dataclass_fields__", {}) or [])
+        raise ConfigError(f"recipe {step}: {exc}" + (f"; valid settings: {fields}" if fields else "")) from None
+
+
+# -- the build -------------------------------------------------------------------------------------------------------
+class _Runner:
+    def __init__(self, workspace: Workspace, report: BuildReport, force: bool) -> None:
+        self.workspace = workspace
+        self.report = report
+        self.force = force
+        self.state_path = workspace.root / STATE_FILE
+        self.state: dict[str, Any] = {}
+        if self.state_path.is_file():
+            self.state = json.loads(self.state_path.read_text(encoding="utf-8"))
+
+    def step(self, name: str, inputs: Any, outputs: Callable[[], Any], run: Callable[[], str],
+             echo: Callable[[str], None]) -> None:
+        fingerprint = _digest({"inputs": inputs, "fusekit": __version__})
+        previous = self.state.get(name, {})
+        if not self.force and previous.get("inputs") == fingerprint and previous.get("outputs") == _digest(outputs()):
+            self.report.steps.append(StepResult(name, False, "unchanged"))
+            echo(f"= {name}: unchanged, skipped")
+            return
+        echo(f"> {name}")
+        started = time.perf_counter()
+        detail = run()
+        seconds = time.perf_counter() - started
+        self.state[name] = {"inputs": fingerprint, "outputs": _digest(outputs())}
+        write_json_atomic(self.state, self.state_path)
+        self.report.steps.append(StepResult(name, True, detail, seconds))
+        if detail:
+            echo(detail)
+
+
+def run_build(workspace: Workspace, recipe_path: Path, *, base: Path | None = None, force: bool = False,
+              echo: Callable[[str], None] | None = None) -> BuildReport:
+    """Ingest each listed source, crawl if listed, detect faces, dedupe and balance, skipping unchanged steps."""
+    from fusekit import api, render
+    from fusekit.balance import BalanceConfig, run_balance, summary_lines
+    from fusekit.balance.stage import inputs_fingerprint
+    from fusekit.config import IngestConfig
+
+    echo = echo or (lambda line: None)
+    recipe = load_recipe(recipe_path, base)
+    balance_config = BalanceConfig.from_mapping(recipe.balance, where=f"recipe {recipe.path}: balance")
+    balance_config = dataclasses.replace(balance_config, recipe_text=recipe.text)
+    started = time.perf_counter()
+    workspace.ensure()
+    report = BuildReport(recipe.path, workspace.root)
+    runner = _Runner(workspace, report, force)
+    ingest_units: list[str] = []
+
+    for entry in recipe.sources:
+        if not entry.source.exists():
+            raise ConfigError(f"recipe {recipe.path}: source {entry.source} for {entry.name} does not exist")
+        key = f"ingest {entry.name}" + (f"/{entry.variant}" if entry.variant else "")
+        holder: dict[str, str] = {}
+
+        def ingest(entry: SourceEntry = entry, holder: dict[str, str] = holder) -> str:
+            result = api.ingest(workspace, IngestConfig(name=entry.name, source=entry.source, variant=entry.variant,
+                                                        options=entry.options, faces=False))
+            holder["unit"] = result.unit
+            runner.state.setdefault("units", {})[key] = result.unit
+            return render.ingest_report(result)
+
+        def ingest_outputs(key: str = key) -> Any:
+            unit = runner.state.get("units", {}).get(key)
+            return [unit, table_listing(workspace, "images", [unit]) if unit else None]
+
+        runner.step(key, {"name": entry.name, "source": str(entry.source), "variant": entry.variant,
+                          "options": entry.options, "listing": tree_listing(entry.source)},
+                    ingest_outputs, ingest, echo)
+        unit = runner.state.get("units", {}).get(key)
+        if unit:
+            ingest_units.append(unit)
+
+    if recipe.crawl is not None:
+        CrawlConfig, run_crawl = _stage("fusekit.crawl", ("CrawlConfig", "run_crawl"), "crawl")
+        settings = {**recipe.crawl}
+        if "no_faces" in getattr(CrawlConfig, "__dataclass_fields__", {}):
+            settings.setdefault("no_faces", True)  # the faces step below runs with the recipe's face settings
+
+        def crawl() -> str:
+            result = run_crawl(workspace, _config(CrawlConfig, settings, "crawl"))
+            return _describe(result)
+
+        runner.step("crawl", {"settings": settings},
+                    lambda: table_listing(workspace, "images", [u for u in workspace.units("images")
+                                                                if u.startswith("crawl--")]), crawl, echo)
+
+    FacesConfig, run_faces = _stage("fusekit.faces", ("FacesConfig", "run_faces"), "faces")
+
+    def faces() -> str:
+        return _describe(run_faces(workspace, _config(FacesConfig, recipe.faces, "faces")))
+
+    runner.step("faces", {"settings": recipe.faces, "images": table_listing(workspace, "images")},
+                lambda: [table_listing(workspace, "faces"), table_listing(workspace, "face_rejects")], faces, echo)
+
+    if recipe.dedupe is not None:
+        DedupeConfig, run_dedupe = _stage("fusekit.dedupe", ("DedupeConfig", "run_dedupe"), "dedupe")
+
+        def dedupe() -> str:
+            return _describe(run_dedupe(workspace, _config(DedupeConfig, recipe.dedupe, "dedupe")))
+
+        runner.step("dedupe", {"settings": recipe.dedupe, "faces": table_listing(workspace, "faces")},
+                    lambda: table_listing(workspace, "decisions"), dedupe, echo)
+    elif "all" in workspace.units("decisions"):
+        report.warnings.append("the recipe has `dedupe: false` but the workspace holds decisions from an earlier "
+                               "dedupe run; balance uses them")
+
+    def balance() -> str:
+        result = run_balance(workspace, balance_config)
+        report.balance = result
+        return ""
+
+    out = workspace.root / "dataset"
+    runner.step("balance", {"settings": balance_config.settings(), "recipe": recipe.text,
+                            "tables": inputs_fingerprint(workspace)},
+                lambda: tree_listing(out) if out.exists() else None, balance, echo)
+
+    listed = set(ingest_units)
+    extra = [u for u in workspace.units("images") if u not in listed and not u.startswith("crawl--")]
+    if extra:
+        report.warnings.append(f"the workspace also holds {', '.join(extra)}, which the recipe does not list; they "
+                               f"are in the dataset too (`fusekit remove NAME --variant V` takes them out)")
+    if report.balance is not None:
+        report.summary = summary_lines(report.balance)
+    else:
+        from fusekit.balance import status_lines
+
+        report.summary = status_lines(workspace)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _describe(result: Any) -> str:
+    """A short line for a stage report whose class this module does not know (faces, crawl, dedupe)."""
+    if result is None:
+        return ""
+    for attr in ("summary", "render"):
+        value = getattr(result, attr, None)
+        if callable(value):
+            try:
+                return str(value())
+            except TypeError:
+                continue
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+def render_build(report: BuildReport) -> str:
+    lines = [f"recipe {report.recipe} -> {report.workspace / 'dataset'}"]
+    ran = [s for s in report.steps if s.ran]
+    if not ran:
+        lines.append("nothing changed: every step was skipped")
+    else:
+        lines.append("ran: " + ", ".join(f"{s.name} ({s.seconds:.1f} s)" for s in ran)
+                     + (f"; skipped: {', '.join(s.name for s in report.steps if not s.ran)}"
+                        if len(ran) < len(report.steps) else ""))
+    lines += [f"warning: {w}" for w in report.warnings]
+    lines += report.summary
+    lines.append(f"build: {report.seconds:.1f} s")
+    return "\n".join(lines)
