@@ -561,8 +561,8 @@ class AffectNetYolo(Source):
             yield from self._image_records(folder, rel, f"{base}/labels/{labels[stem]}", split)
         for stem in sorted(set(labels) - seen):
             rel = f"{base}/labels/{labels[stem]}"
-            if stray_reason(labels[stem]):
-                yield Record(key=rel, path=rel, reject="stray_file", reject_detail=stray_reason(labels[stem]) or "")
+            if labels[stem].startswith("._"):  # label files are .txt: only macOS metadata is a stray here
+                yield Record(key=rel, path=rel, reject="stray_file", reject_detail="operating-system metadata file")
                 continue
             yield Record(key=rel, path=rel, split=split, reject="missing_file",
                          reject_detail=f"{rel} has no image {base}/images/{stem}.*")
