@@ -99,7 +99,7 @@ def test_one_row_per_face_boxes_clipped_groups_and_every_reject(tmp_path: Path) 
     ]
     outside = next(r for r in rejects if r["id"].endswith("sad_man_1.jpg#1"))
     assert "outside the 100x80 picture" in outside["detail"] and outside["source_path"] == "image/origin/sad_man_1.jpg"
-    assert any("14 lines naming 7 pictures; pictures in image/origin/: 7 files" in n for n in report.notes)
+    assert any("14 lines (the full release has 91,793) naming 7 pictures; pictures in image/origin/: 7 files" in n for n in report.notes)
     assert any("7 faces with a box inside their picture, grouped by picture; 2 boxes clipped" in n for n in report.notes)
     assert any("1 pictures have no labelled face" in n for n in report.notes)
 

@@ -20,7 +20,7 @@ LABEL_LINES = [
     "train_00001.jpg 5",
     "train_00002.jpg 5",
     "train_00003.jpg 4",
-    "train_00004.jpg 4",
+    "train_00004_aligned.jpg 4",  # a re-made list naming the aligned file
     "train_00005.jpg 7",
     "train_00006.jpg 1",  # its image is missing
     "train_00007.jpg 9",  # not a basic label

@@ -264,8 +264,10 @@ class ExpwOfficial(Source):
     def _summarise(self, label_rel: str, base: str, lines: int, images: int, on_disk: int, unlabelled: int,
                    counts: dict[str, int]) -> None:
         nested = " (nested origin/origin)" if base.lower().endswith("origin/origin") else ""
-        self.notes.append(f"{label_rel}: {lines:,} lines naming {images:,} pictures; pictures in {base or '.'}/"
-                          f"{nested}: {on_disk:,} files")
+        full = self.spec.expected.get("label_rows")
+        of_full = f" (the full release has {full:,})" if full and lines != full else ""
+        self.notes.append(f"{label_rel}: {lines:,} lines{of_full} naming {images:,} pictures; pictures in "
+                          f"{base or '.'}/{nested}: {on_disk:,} files")
         self.notes.append(f"{counts['faces']:,} faces with a box inside their picture, grouped by picture; "
                           f"{counts['clipped']:,} boxes clipped to the picture's edges")
         if unlabelled:

@@ -201,9 +201,12 @@ class RafdbBasic(Source):
                           reject_detail=f"expected '<name> <label>', found {line.strip()[:80]!r}")
         name, raw = fields[0], str(int(fields[1]))
         match = BASIC_NAME.match(name)
-        if not match or match[5]:
+        if not match:
             return Record(key=key, path=label_rel, row=index, raw_label=raw, reject="unrecognised_name",
                           reject_detail=f"{name}: {_name_problem(name)}")
+        if match[5]:  # a re-made list that names the aligned file; the release names the original
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem[: -len('_aligned')]}{dot}{ext}"
         image = self._image_name(name)
         path = files.get(image.lower())
         if path is None:
