@@ -433,7 +433,9 @@ def extract(archive: Path, sources_dir: Path, limits: ExtractLimits | None = Non
         budget = _Budget(limits, temp, archive)
         try:
             (_extract_zip if kind == "zip" else _extract_tar)(archive, temp, budget, result)
-        except ArchiveError:
+        except ArchiveError as exc:
+            if archive.name not in str(exc):
+                raise ArchiveError(f"{archive.name}: {exc}") from None
             raise
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             raise ArchiveError(f"{archive.name} is damaged ({exc}); download it again") from None
