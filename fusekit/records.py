@@ -103,6 +103,8 @@ REJECT_REASONS = {
     "low_confidence": "the dataset's own confidence in the label is below the threshold asked for (AffectNet Kaggle "
                       "relFCs, -o min_relfcs=)",
     "empty_face_box": "a label file's face box with no area inside the image (outside it, or right <= left)",
+    "multiple_labels": "the sample carries several positive labels at once (K-drama multi-hot rows); only single-label "
+                       "rows are kept",
 }
 
 
