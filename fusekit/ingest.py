@@ -7,14 +7,17 @@ where it stopped, and the unit replaces the previous ingest of the same variant 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
+import multiprocessing
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -62,7 +65,7 @@ class ChunkProcessor:
     """Turns a chunk of records into `images` and `rejects` rows. Pure apart from reading the files it names."""
 
     def __init__(self, source: Source, manifest: Manifest, spec: Variant, workers: int) -> None:
-        self.source = source
+        self.root = source.root  # not the source itself: a processor is sent to worker processes
         self.manifest = manifest
         self.spec = spec
         self.workers = workers
@@ -103,7 +106,7 @@ class ChunkProcessor:
             return record.load()
         assert record.path is not None, "a record needs a path or a loader"
         try:
-            return (self.source.root / record.path).read_bytes()
+            return (self.root / record.path).read_bytes()
         except FileNotFoundError:
             raise Rejected("missing_file", f"{record.path} does not exist") from None
         except OSError as exc:
@@ -161,6 +164,40 @@ class ChunkProcessor:
             "images": pa.Table.from_pylist(rows["images"], schema=IMAGES_SCHEMA),
             "rejects": pa.Table.from_pylist(rows["rejects"], schema=REJECTS_SCHEMA),
         }
+
+
+def _run_in_worker(processor: ChunkProcessor, chunk: list[Record]) -> dict[str, pa.Table]:
+    return processor(chunk)
+
+
+@contextmanager
+def _chunk_runner(processor: ChunkProcessor, source: Source, config: IngestConfig) -> Iterator[Callable[..., Any]]:
+    """Run chunks in worker processes when the source's records can travel there; else in this process.
+
+    Decoding and hashing small images is Python-bound, so threads cannot use a second core; processes can. The pool
+    starts with the second chunk, so a small dataset never pays for starting it. Sources whose records carry
+    closures (``picklable_records = False``) stay in-process with the thread pool.
+    """
+    if config.workers <= 1 or not getattr(source, "picklable_records", False):
+        yield processor
+        return
+    inner = copy.copy(processor)
+    inner.workers = 1
+    pool: list[ProcessPoolExecutor] = []
+    calls = itertools.count()
+
+    def run(chunk: list[Record]) -> Any:
+        if next(calls) == 0:
+            return processor(chunk)
+        if not pool:  # spawn, not fork: the parent may hold threads and open files
+            pool.append(ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")))
+        return pool[0].submit(_run_in_worker, inner, chunk)
+
+    try:
+        yield run
+    finally:
+        for executor in pool:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _dedupe_keys(records: Iterable[Record]) -> Iterator[Record]:
@@ -246,18 +283,31 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     processor = ChunkProcessor(source, manifest, spec, config.workers)
     from fusekit import progress
 
-    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar:
+    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, _chunk_runner(processor, source, config) as run:
+        pending: deque[tuple[int, int, Any]] = deque()
+
+        def settle(index: int, size: int, result: Any) -> None:
+            tables = result.result() if hasattr(result, "result") else result
+            stats = _part_stats(tables)
+            staging.write_part(index, tables, stats)
+            _add_stats(report, stats)
+            report.parts += 1
+            bar.update(size)
+
         for index, chunk in enumerate(_chunks(_dedupe_keys(source.records()), config.chunk_size)):
             if staging.is_done(index):
                 stats = staging.done_stats(index)
                 report.resumed_parts += 1
-            else:
-                tables = processor(chunk)
-                stats = _part_stats(tables)
-                staging.write_part(index, tables, stats)
-            _add_stats(report, stats)
-            report.parts += 1
-            bar.update(len(chunk))
+                _add_stats(report, stats)
+                report.parts += 1
+                bar.update(len(chunk))
+                continue
+            pending.append((index, len(chunk), run(chunk)))
+            # Parts are written in order, and at most a few chunks are in flight: memory stays bounded.
+            while len(pending) > config.workers:
+                settle(*pending.popleft())
+        while pending:
+            settle(*pending.popleft())
     report.notes.extend(source.notes)
     info = {
         "dataset": source.dataset_name,

@@ -101,6 +101,8 @@ class Source(ABC):
     variant: ClassVar[str]
     # When several variants of a family match a path, the lowest priority number wins.
     priority: ClassVar[int] = 50
+    # True when every Record (its ``load`` included) pickles, so chunks can be processed in worker processes.
+    picklable_records: ClassVar[bool] = False
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         self.anchor = anchor
@@ -135,6 +137,8 @@ class Source(ABC):
 
 class FolderSource(Source):
     """Shared walk for layouts whose files are the samples: yields strays as rejects, images to ``record_for``."""
+
+    picklable_records = True  # records are plain paths: chunks may be decoded in worker processes
 
     def records(self) -> Iterator[Record]:
         for rel in walk(self.root):

@@ -15,6 +15,7 @@ dropped with that reason.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -82,7 +83,7 @@ def parse_pixels(text: str) -> np.ndarray:
 
 
 def _png_loader(pixels: np.ndarray) -> Callable[[], bytes]:
-    return lambda: encode_png(pixels)
+    return functools.partial(encode_png, pixels)  # a partial pickles (a lambda would not): see picklable_records
 
 
 class _CsvRows:
@@ -114,6 +115,7 @@ class Fer2013Csv(Source):
     dataset = "fer2013"
     variant = "csv"
     priority = 10
+    picklable_records = True
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
