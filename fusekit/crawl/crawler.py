@@ -209,10 +209,12 @@ def _task(result: Result, query_url: str) -> dict[str, Any]:
 
 
 class SearchDownloader(Downloader):
-    def __init__(self, thread_num, signal, session, storage, search: Search, store: CrawlStore):
+    def __init__(self, thread_num, signal, session, storage, search: Search, store: CrawlStore,
+                 politeness: Politeness):
         super().__init__(thread_num, signal, session, storage)
         self.search = search
         self.store = store
+        self.politeness = politeness
 
     def worker_exec(self, max_num, default_ext="", queue_timeout=5, req_timeout=5, max_idle_time=None, **kwargs):
         # Ends when the parser is gone and the queue is empty, or when the search is done; never on a mere pause
@@ -252,6 +254,12 @@ class SearchDownloader(Downloader):
                 else:
                     search.skipped_rejected += 1
             return False
+        try:  # scheme and address first: a refused URL costs no slot and no request
+            self.politeness.check_url(url)
+        except Refused as exc:
+            return self._reject(task, exc.reason, exc.detail)
+        except requests.RequestException as exc:
+            return self._reject(task, "connection_failed", _short(exc))
         with search.cond:  # reserve a slot: never more downloads under way than pictures still wanted
             while not search.done() and search.kept + search.in_flight >= search.target:
                 search.cond.wait(0.5)
@@ -339,7 +347,7 @@ class SearchCrawler(Crawler):
         super().__init__(feeder_cls=SearchFeeder, parser_cls=SearchParser, downloader_cls=SearchDownloader,
                          feeder_threads=1, parser_threads=1, downloader_threads=threads, storage=_NoStorage(),
                          extra_feeder_args={"search": search}, extra_parser_args={"search": search},
-                         extra_downloader_args={"search": search, "store": store})
+                         extra_downloader_args={"search": search, "store": store, "politeness": politeness})
         pages, tasks = _SafeQueue(5), _SafeQueue(5 * max(threads, 8))
         self.feeder.out_queue = self.parser.in_queue = pages
         self.parser.out_queue = self.downloader.in_queue = tasks

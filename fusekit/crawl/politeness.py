@@ -244,7 +244,7 @@ class PoliteAdapter(HTTPAdapter):
                         # Waiting that long would stall the crawl: give up on this URL, keep the host blocked.
                         self.politeness.push_back(host, min(after, rules.retry_after_max))
                         response.fusekit_note = (f"Retry-After {after:.0f} s exceeds the "
-                                                 f"{rules.retry_after_max:.0f} s limit")
+                                                 f"{rules.retry_after_max:g} s limit")
                         response.fusekit_tries = attempt
                         return self._read(response)
                     delay = max(delay, after)

@@ -288,7 +288,7 @@ def _nothing_message(report: CrawlReport) -> str:
         return (f"the crawl found nothing: {broken} of {len(searched)} {report.engine} searches returned result "
                 f"pages with no pictures or failed (see the warnings above); the engine may have changed its pages "
                 f"or refused us")
-    rejects = ", ".join(f"{r} {n}" for r, n in report.rejects.most_common())
+    rejects = ", ".join(f"{r} {n}" for r, n in sorted(report.rejects.items(), key=lambda kv: (-kv[1], kv[0])))
     return (f"the crawl found nothing it could keep: {results} results on {report.engine}, every one rejected or "
             f"skipped ({rejects or 'no rejects'})")
 
