@@ -125,6 +125,8 @@ def load_recipe(path: Path, base: Path | None = None) -> Recipe:
     crawl = data.get("crawl")
     if crawl is not None and not isinstance(crawl, dict):
         raise ConfigError(f"{where}: crawl: takes settings (emotions, engine, max_per_keyword, ...)")
+    if crawl and crawl.get("keywords"):
+        crawl = {**crawl, "keywords": str(_resolve(base, crawl["keywords"]))}
     if not sources and not crawl:
         raise ConfigError(f"{where}: lists no sources and no crawl; nothing to build")
     dedupe = data.get("dedupe", {})
@@ -274,14 +276,20 @@ def run_build(workspace: Workspace, recipe_path: Path, *, base: Path | None = No
     if recipe.crawl is not None:
         CrawlConfig, run_crawl = _stage("fusekit.crawl", ("CrawlConfig", "run_crawl"), "crawl")
         settings = {**recipe.crawl}
-        if "no_faces" in getattr(CrawlConfig, "__dataclass_fields__", {}):
-            settings.setdefault("no_faces", True)  # the faces step below runs with the recipe's face settings
+        # A recipe may list several emotions; the crawl stage takes one (or "all") per run.
+        emotions = settings.pop("emotions", None)
+        emotions = [emotions] if isinstance(emotions, str) else list(emotions or [settings.pop("emotion", "all")])
+        if "faces" in getattr(CrawlConfig, "__dataclass_fields__", {}):
+            settings.setdefault("faces", False)  # the faces step below runs with the recipe's face settings
 
         def crawl() -> str:
-            result = run_crawl(workspace, _config(CrawlConfig, settings, "crawl"))
-            return _describe(result)
+            lines = []
+            for emotion in emotions:
+                lines.append(_describe(run_crawl(workspace, _config(CrawlConfig, {**settings, "emotion": emotion},
+                                                                    "crawl"))))
+            return "\n".join(line for line in lines if line)
 
-        runner.step("crawl", {"settings": settings},
+        runner.step("crawl", {"settings": settings, "emotions": emotions},
                     lambda: table_listing(workspace, "images", [u for u in workspace.units("images")
                                                                 if u.startswith("crawl--")]), crawl, echo)
 
@@ -334,16 +342,10 @@ def _describe(result: Any) -> str:
     """A short line for a stage report whose class this module does not know (faces, crawl, dedupe)."""
     if result is None:
         return ""
-    for attr in ("summary", "render"):
-        value = getattr(result, attr, None)
-        if callable(value):
-            try:
-                return str(value())
-            except TypeError:
-                continue
-        if isinstance(value, str):
-            return value
-    return ""
+    fields = getattr(result, "__dataclass_fields__", {})
+    counts = [f"{name.replace('_', ' ')} {getattr(result, name):,}" for name in fields
+              if isinstance(getattr(result, name), int) and not isinstance(getattr(result, name), bool)]
+    return f"{type(result).__name__}: " + ", ".join(counts) if counts else ""
 
 
 def render_build(report: BuildReport) -> str:

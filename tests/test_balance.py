@@ -181,7 +181,8 @@ def test_only_train_is_resampled_and_copies_are_tagged(built):
                           for r in copies)
     assert all(r["parent_id"] is None and r["ops"] == [] for r in rows if not r["augmented"])
     weights = json.loads((ws.root / "dataset" / "class_weights.json").read_text())
-    assert weights["classes"] == report.classes and set(weights["class_weight"]) == {str(i) for i in range(7)}
+    assert weights["classes"] == report.classes and set(weights["class_weight_by_id"]) == {str(i) for i in range(7)}
+    assert weights["class_weights"] == report.weights
     assert weights["train_counts"] == {c: train[c] for c in report.classes}
     assert weights["before_resampling"]["disgust"] > weights["before_resampling"]["happy"]
 
@@ -236,7 +237,8 @@ def test_without_decisions_every_face_is_kept_and_said(tmp_path):
     assert len(rows) == 120 and not any(r["augmented"] for r in rows)  # --weights-only writes no copies
     assert report.classes[-1] == "contempt" and {r["label_name"] for r in rows} >= {"contempt"}
     weights = json.loads((ws.root / "dataset" / "class_weights.json").read_text())
-    assert len(weights["class_weight"]) == 8 and weights["by_name"]["disgust"] > weights["by_name"]["happy"]
+    assert len(weights["class_weight_by_id"]) == 8
+    assert weights["class_weights"]["disgust"] > weights["class_weights"]["happy"]
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):

@@ -345,9 +345,9 @@ def _weights_json(report: BalanceReport, train_counts: np.ndarray) -> dict[str, 
     before = class_weights(np.array([report.train_before.get(c, 0) for c in report.classes]))
     return {
         "classes": report.classes,
-        # Keras' class_weight takes {class id: weight}; the trainer reads this key.
-        "class_weight": {str(i): report.weights[c] for i, c in enumerate(report.classes)},
-        "by_name": report.weights,
+        # `fusekit train --class-weights` reads "class_weights" (by class name); Keras' class_weight wants ids.
+        "class_weights": report.weights,
+        "class_weight_by_id": {str(i): report.weights[c] for i, c in enumerate(report.classes)},
         "train_counts": {c: int(n) for c, n in zip(report.classes, train_counts)},
         "before_resampling": {c: round(float(w), 6) for c, w in zip(report.classes, before)},
         "formula": "n_train / (n_classes_present * n_class); 0 for a class without training rows",
