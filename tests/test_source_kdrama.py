@@ -150,7 +150,10 @@ def test_basic6_splits_labels_and_clips_from_the_label_csvs(kdrama: Path, tmp_pa
             "(every label agrees)") in notes
     assert ("6_basic_emo_valid.tfrecords: label_6_basic_emo_valid.csv not joined (record 0's label differs from "
             "row 1: the orders differ); the clips (group) are unknown") in notes
-    assert "6_basic_emo_test.tfrecords: no label CSV (label_6_basic_emo_test.csv) found" in notes
+    assert ("no label CSV for 6_basic_emo_test.tfrecords (label_6_basic_emo_<split>.csv), so their clips (group) are "
+            "unknown") in notes
+    assert report.notes[0] == ("records read: 6_basic_emo_train.tfrecords 6 (train); 6_basic_emo_valid.tfrecords 2 "
+                               "(val); 6_basic_emo_test.tfrecords 3 (test)")
     assert "the folder also holds 22_emo, multi-label files: --variant emo22, --variant multilabel reads them" in notes
     assert "10 images kept where the full basic6 release has 12,813" in notes
 
@@ -202,7 +205,9 @@ def test_multilabel_rule_bad_records_and_damaged_files(kdrama: Path, tmp_path: P
     assert detail["multi-label_valid.tfrecords#00003"].endswith(
         "the 3 records before it are kept, the rest of the file is lost")
     assert "is damaged at record 0 (DataLossError: corrupted record at 0" in detail["multi_label_test.tfrecords#00000"]
-    assert "multiple_labels" in out and "6 images" in out.replace(",", "")
+    assert "multiple_labels 1" in out and "6 images, 7 rejected" in out
+    assert ("note: records read: multi-label_train.tfrecords 8 (train); multi-label_valid.tfrecords 3 (val, damaged); "
+            "multi_label_test.tfrecords 0 (test, damaged)") in out
 
 
 def test_new_reject_reason_is_registered() -> None:

@@ -127,7 +127,7 @@ def read_tfrecord(path: Path, batch: int = BATCH) -> Iterator[Entry]:
                     yield Entry(index, "bad", detail=_tf_message(exc))
                     index += 1
                     continue
-                except tf.errors.OpError as exc:
+                except tf.errors.OpError as exc:  # DataLossError: damage; others: the file vanished or is unreadable
                     yield Entry(index, "corrupt", detail=f"{type(exc).__name__}: {_tf_message(exc)}")
                     return
                 yield _entry(index, example)
@@ -231,10 +231,17 @@ class KdramaTfrecords(Source):
         self._note_other_label_sets()
         csvs = self._label_csvs()
         counts = {"kept": 0, "multiple": 0}
+        self._read: list[str] = []
+        self._no_csv: list[str] = []
         for name, native_split in files:
             yield from self._file(name, native_split, csvs.get(native_split or ""), counts)
+        self.notes.insert(0, "records read: " + "; ".join(self._read))
+        if self._no_csv:
+            self.notes.append(f"no label CSV for {', '.join(self._no_csv)} (label_{self.prefix}_<split>.csv), so their "
+                              f"clips (group) are unknown; put the repository's label/ folder beside the TFRecords "
+                              f"or pass --labels DIR")
         if counts["multiple"]:
-            self.notes.append(f"{counts['multiple']:,} records with several positive labels rejected "
+            self.notes.append(f"{counts['multiple']:,} record(s) with several positive labels rejected "
                               f"(multiple_labels); single labels outside the 6 basic emotions are dropped_label")
 
     # -- one file ---------------------------------------------------------------------------------------------------
@@ -252,21 +259,21 @@ class KdramaTfrecords(Source):
                 self.notes.append(f"{name}: img_id and clip_id from {table.path.name}, joined by position "
                                   f"(every label agrees)")
         else:
-            self.notes.append(f"{name}: no label CSV (label_{self.prefix}_{native_split or '<split>'}.csv) found, so "
-                              f"the clips (group) are unknown; put the repository's label/ folder beside the "
-                              f"TFRecords or pass --labels DIR")
-        records = 0
+            self._no_csv.append(name)
+        records, state = 0, ""
         for entry in read_tfrecord(path):
             key = f"{name}#{entry.index:05d}"
             if entry.kind == "corrupt":
+                what = "is damaged" if entry.detail.startswith("DataLossError") else "could not be read"
                 yield Record(key=key, path=name, row=entry.index, split=split, reject="unreadable",
-                             reject_detail=f"{name} is damaged at record {entry.index} ({entry.detail}): the "
+                             reject_detail=f"{name} {what} at record {entry.index} ({entry.detail}): the "
                                            f"{entry.index:,} records before it are kept, the rest of the file is lost")
+                state = ", damaged" if what == "is damaged" else ", unreadable"
                 break
             records += 1
             ids = join[entry.index] if join is not None and entry.index < len(join) else None
             yield self._record(name, entry, split, names, ids, counts)
-        self.notes.append(f"{name}: {records:,} records" + (f" ({split})" if split else ""))
+        self._read.append(f"{name} {records:,} ({split or 'no split'}{state})")
 
     def _record(self, name: str, entry: Entry, split: str | None, names: tuple[str, ...],
                 ids: tuple[str, str] | None, counts: dict[str, int]) -> Record:
@@ -320,6 +327,8 @@ class KdramaTfrecords(Source):
                 return None, f"it has {len(table.rows):,} rows, the file more records"
             if entry.kind == "ok" and entry.label != table.rows[entry.index][2]:
                 return None, f"record {entry.index}'s label differs from row {entry.index + 1}: the orders differ"
+        if count == 0:
+            return None, "no record of the file could be read"
         if not damaged and count != len(table.rows):
             return None, f"it has {len(table.rows):,} rows, the file {count:,} records"
         return [(img_id, clip_id) for img_id, clip_id, _ in table.rows[:count]], ""
