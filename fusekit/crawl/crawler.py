@@ -106,18 +106,22 @@ class _NoStorage(BaseStorage):
 
 
 class SearchFeeder(Feeder):
-    def __init__(self, thread_num, signal, session, search: Search):
+    def __init__(self, thread_num, signal, session, search: Search, prefetch: int = 4):
         super().__init__(thread_num, signal, session)
         self.search = search
+        self.prefetch = prefetch  # ask for the next page once this few downloads are left
 
     def feed(self, **_: Any) -> None:
         search = self.search
         engine = search.engine
         for offset in range(0, engine.max_results, engine.step):
             with search.cond:
-                # The next page only when the last one is fully handled and more pictures are still wanted.
-                while not (search.done() or self.signal.get("reach_max_num")) and \
-                        (search.pages_done < search.pages_fed or search.outstanding > 0):
+                # The next page only when the last one is parsed and its pictures cannot meet the target even if
+                # all succeed; asked for while the last few downloads run, so the threads never wait for a page.
+                while not (search.done() or self.signal.get("reach_max_num")) and (
+                        search.pages_done < search.pages_fed
+                        or search.kept + search.outstanding >= search.target
+                        or search.outstanding > self.prefetch):
                     search.cond.wait(0.5)
                 if search.done() or self.signal.get("reach_max_num"):
                     return
@@ -346,7 +350,7 @@ class SearchCrawler(Crawler):
         self.politeness = politeness
         super().__init__(feeder_cls=SearchFeeder, parser_cls=SearchParser, downloader_cls=SearchDownloader,
                          feeder_threads=1, parser_threads=1, downloader_threads=threads, storage=_NoStorage(),
-                         extra_feeder_args={"search": search}, extra_parser_args={"search": search},
+                         extra_feeder_args={"search": search, "prefetch": threads}, extra_parser_args={"search": search},
                          extra_downloader_args={"search": search, "store": store, "politeness": politeness})
         pages, tasks = _SafeQueue(5), _SafeQueue(5 * max(threads, 8))
         self.feeder.out_queue = self.parser.in_queue = pages
