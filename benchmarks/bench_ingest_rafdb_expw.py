@@ -38,7 +38,8 @@ def make_rafdb(root: Path) -> None:
     base = rng.integers(0, 256, size=(100, 100, 3), dtype=np.int32)
     (root / "EmoLabel").mkdir(parents=True)
     (root / "Image" / "aligned").mkdir(parents=True)
-    names = [f"train_{i:05d}.jpg" for i in range(1, RAF_TRAIN + 1)] + [f"test_{i:04d}.jpg" for i in range(1, RAF_TEST + 1)]
+    names = [f"train_{i:05d}.jpg" for i in range(1, RAF_TRAIN + 1)]
+    names += [f"test_{i:04d}.jpg" for i in range(1, RAF_TEST + 1)]
     with open(root / "EmoLabel" / "list_patition_label.txt", "w") as handle:
         for i, name in enumerate(names):
             handle.write(f"{name} {i % 7 + 1}\n")

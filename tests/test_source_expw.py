@@ -99,8 +99,10 @@ def test_one_row_per_face_boxes_clipped_groups_and_every_reject(tmp_path: Path) 
     ]
     outside = next(r for r in rejects if r["id"].endswith("sad_man_1.jpg#1"))
     assert "outside the 100x80 picture" in outside["detail"] and outside["source_path"] == "image/origin/sad_man_1.jpg"
-    assert any("14 lines (the full release has 91,793) naming 7 pictures; pictures in image/origin/: 7 files" in n for n in report.notes)
-    assert any("7 faces with a box inside their picture, grouped by picture; 2 boxes clipped" in n for n in report.notes)
+    assert any("14 lines (the full release has 91,793) naming 7 pictures; pictures in image/origin/: 7 files" in n
+               for n in report.notes)
+    assert any("7 faces with a box inside their picture, grouped by picture; 2 boxes clipped" in n
+               for n in report.notes)
     assert any("1 pictures have no labelled face" in n for n in report.notes)
 
 
@@ -147,3 +149,13 @@ def test_parse_line_column_order_and_errors() -> None:
         with pytest.raises(ValueError):
             parse_line(bad, 0)
     assert "empty_face_box" in REJECT_REASONS
+
+
+def test_same_layout_anywhere_gives_identical_rows(tmp_path: Path) -> None:
+    rows = []
+    for where in ("a", "b/deeper"):
+        expw = _expw(tmp_path / where)
+        ws = Workspace(tmp_path / where / "ws")
+        run_ingest(ws, IngestConfig(name="expw", source=expw, faces=False))
+        rows.append((ws.read("images", IMAGES_SCHEMA).to_pylist(), ws.read("rejects", REJECTS_SCHEMA).to_pylist()))
+    assert rows[0] == rows[1] and len(rows[0][0]) == 6

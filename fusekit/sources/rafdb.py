@@ -180,7 +180,7 @@ class RafdbBasic(Source):
             if not line.strip():
                 continue
             lines += 1
-            yield self._row(label_rel, index, line, files, used)
+            yield self._row(label_rel, index, line, base, files, used)
         yield from rejects
         for name, path in sorted(files.items(), key=lambda item: item[1]):
             if name not in used:
@@ -193,7 +193,8 @@ class RafdbBasic(Source):
             return f"{stem}_aligned{dot}{ext}"
         return name
 
-    def _row(self, label_rel: str, index: int, line: str, files: dict[str, str], used: set[str]) -> Record:
+    def _row(self, label_rel: str, index: int, line: str, base: str, files: dict[str, str],
+             used: set[str]) -> Record:
         fields = line.split()
         key = f"{label_rel}#line{index + 1}"
         if len(fields) != 2 or not fields[1].lstrip("+-").isdigit():
@@ -210,7 +211,7 @@ class RafdbBasic(Source):
         image = self._image_name(name)
         path = files.get(image.lower())
         if path is None:
-            expected = f"{_image_dir(self.root, self.kind).relative_to(self.root).as_posix()}/{image}"  # type: ignore[union-attr]
+            expected = f"{base}/{image}"
             return Record(key=expected, path=expected, row=index, raw_label=raw, split=_split_of(match),
                           reject="missing_file", reject_detail=f"{label_rel} line {index + 1} names {name}; "
                                                                f"{image} is not in Image/{self.kind}")
@@ -316,7 +317,7 @@ class _CsvLabel:
 
 
 class RafdbKaggle(Source):
-    """Kaggle ``shuvoalok/raf-db-dataset``: ``DATASET/{train,test}/<1-7>/`` + ``train_labels.csv``/``test_labels.csv``."""
+    """Kaggle ``shuvoalok/raf-db-dataset``: ``DATASET/{train,test}/<1-7>/`` + ``{train,test}_labels.csv``."""
 
     dataset: ClassVar[str] = "rafdb"
     variant: ClassVar[str] = "kaggle"
