@@ -10,7 +10,27 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fusekit.train.models import MODELS
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model name means: its natural input and a one-line description."""
+
+    name: str
+    input_size: int
+    channels: int
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "resnet50": ModelSpec("resnet50", 112, 3, "Keras applications ResNet50, weights=None (first paper)"),
+    "densenet121": ModelSpec("densenet121", 112, 3, "Keras applications DenseNet121, weights=None"),
+    "densenet40": ModelSpec("densenet40", 112, 3, "DenseNet L=40 k=12 for CIFAR (Huang et al.), ~1.0 M params"),
+    "cnn1": ModelSpec("cnn1", 48, 1, "second paper's Model 1: 2 conv, 2 max pool, 3 dense (20,007,687 params)"),
+    "cnn2": ModelSpec("cnn2", 48, 1, "second paper's Model 2: 5 conv, 1 max + 2 avg pool, 3 dense (1,485,831)"),
+    "cnn3": ModelSpec("cnn3", 48, 1, "second paper's Model 3: 6 conv + BN, 4 max pool, 4 dense (from its prose)"),
+    "tiny": ModelSpec("tiny", 24, 1, "two small convolutions: smoke tests and CPU demos only"),
+}
+
 
 # The first paper (seeds/003): SGD, lr 1e-4, L2 1e-3 (its most stable setting, §4.3), random horizontal flips and
 # rotations within 5 degrees (§3.3.2, §4.4: the two augmentations that helped), ResNet50 / DenseNet on aligned

@@ -230,10 +230,12 @@ class InputPipeline:
         self.shards = shards
         self.spec = spec
         loader = spec.loader
-        if loader == "auto":
+        if loader == "auto":  # (the only case that needs Keras imported)
             loader = "tf" if backend_name() == "tensorflow" else "workers"
         self.loader = loader
         self._pool = None
+        self._datasets: dict = {}
+        self._epoch: dict = {}
 
     def steps(self, split: str, training: bool) -> int:
         n = self.shards.rows(split)
@@ -253,19 +255,31 @@ class InputPipeline:
         if not files:
             raise DataError(f"the dataset has no {split!r} split (splits: {', '.join(sorted(self.shards.files))})")
         spec = self.spec
-
-        def rows() -> Iterator[Row]:
-            return iter_rows(files, shuffle=training, seed=spec.seed, epoch=epoch, buffer=spec.shuffle_buffer,
-                             interleave=spec.interleave)
-
         drop = training and self.shards.rows(split) >= spec.batch_size
         weights = spec.class_weights if with_weights else None
         if with_weights and weights is None:
             weights = (1.0,) * self.shards.num_classes
         aug = spec.augment if training and spec.augment.active else None
         if self.loader == "tf":
-            return _tf_dataset(rows, spec, aug, epoch, drop, weights)
-        return _ProcessBatches(rows, spec, aug, epoch, drop, weights, self._get_pool())
+            # one tf.data graph per (split, mode), built once: each iteration calls the generator afresh, which
+            # reads the epoch set here (tracing the map functions again every epoch costs more than the epoch
+            # of a small model)
+            key = (split, training, with_weights)
+            self._epoch[key] = epoch
+            if key not in self._datasets:
+                def rows(key=key) -> Iterator[tuple[int, Row]]:
+                    e = self._epoch[key]
+                    return ((e, row) for row in iter_rows(files, shuffle=training, seed=spec.seed, epoch=e,
+                                                          buffer=spec.shuffle_buffer, interleave=spec.interleave))
+
+                self._datasets[key] = _tf_dataset(rows, spec, aug, drop, weights)
+            return self._datasets[key]
+
+        def plain_rows() -> Iterator[Row]:
+            return iter_rows(files, shuffle=training, seed=spec.seed, epoch=epoch, buffer=spec.shuffle_buffer,
+                             interleave=spec.interleave)
+
+        return _ProcessBatches(plain_rows, spec, aug, epoch, drop, weights, self._get_pool())
 
     def _get_pool(self):
         if self._pool is None and self.spec.workers > 0:
@@ -321,39 +335,44 @@ class _ProcessBatches:
             yield pending.popleft().result()
 
 
-def _tf_dataset(rows, spec: InputSpec, aug: Augment | None, epoch: int, drop: bool,
-                weights: Sequence[float] | None):
+def _tf_dataset(rows, spec: InputSpec, aug: Augment | None, drop: bool, weights: Sequence[float] | None):
+    """``rows()`` yields ``(epoch, (position, bytes, label))``; the stateless augmentation seed is
+    (seed, epoch, position)."""
     import tensorflow as tf
 
     chunk = 64
 
     def chunks():
         # whole chunks through the generator (one Python call per 64 rows), unbatched in C++ below
-        idx, blobs, labels = [], [], []
-        for i, blob, label in rows():
+        epochs, idx, blobs, labels = [], [], [], []
+        for epoch, (i, blob, label) in rows():
+            epochs.append(epoch)
             idx.append(i)
             blobs.append(blob)
             labels.append(label)
             if len(idx) == chunk:
-                yield np.asarray(idx, np.int64), np.asarray(blobs, object), np.asarray(labels, np.int32)
-                idx, blobs, labels = [], [], []
+                yield (np.asarray(epochs, np.int64), np.asarray(idx, np.int64), np.asarray(blobs, object),
+                       np.asarray(labels, np.int32))
+                epochs, idx, blobs, labels = [], [], [], []
         if idx:
-            yield np.asarray(idx, np.int64), np.asarray(blobs, object), np.asarray(labels, np.int32)
+            yield (np.asarray(epochs, np.int64), np.asarray(idx, np.int64), np.asarray(blobs, object),
+                   np.asarray(labels, np.int32))
 
-    signature = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int32))
+    signature = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.string),
+                 tf.TensorSpec([None], tf.int32))
     ds = tf.data.Dataset.from_generator(chunks, output_signature=signature).unbatch()
     table = tf.constant(weights, tf.float32) if weights is not None else None
     size, channels = spec.size, spec.channels
-    seed_hi = tf.constant(spec.seed * 1_000_003 + epoch, tf.int64)
 
-    def load(i, blob, label):
+    @tf.autograph.experimental.do_not_convert
+    def load(epoch, i, blob, label):
         img = tf.io.decode_image(blob, channels=channels, expand_animations=False)
         img = tf.cast(img, tf.float32)
         same = tf.reduce_all(tf.shape(img)[:2] == size)
         img = tf.cond(same, lambda: img, lambda: tf.image.resize(img, (size, size), antialias=True))
         img.set_shape((size, size, channels))
         if aug is not None:
-            img = tf_augment(img, aug, tf.stack([seed_hi, i]))
+            img = tf_augment(img, aug, tf.stack([spec.seed * 1_000_003 + epoch, i]))
         img = img / 255.0
         return (img, label) if table is None else (img, label, tf.gather(table, label))
 

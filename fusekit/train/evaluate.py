@@ -136,7 +136,7 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
 
     from fusekit.train.data import InputPipeline, InputSpec, open_shards, read_columns
 
-    root = Path(getattr(workspace, "root", workspace))
+    root = runs_mod.workspace_root(workspace)
     run = resolve_run(root, config.run)
     saved = run.config()
     classes = run.dataset_info().get("classes") or []

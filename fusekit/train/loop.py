@@ -26,7 +26,7 @@ from typing import Any, Callable
 from fusekit.errors import UserError
 from fusekit.train import runs as runs_mod
 from fusekit.train.config import TrainConfig, resolve
-from fusekit.train.data import DataError, InputPipeline, InputSpec, open_shards
+from fusekit.train.data import InputPipeline, InputSpec, open_shards
 from fusekit.train.decode import Augment
 
 log = logging.getLogger("fusekit.train")
@@ -177,16 +177,23 @@ def _default_workers() -> int:
 def run_train(workspace, config: TrainConfig, echo: Callable[[str], None] | None = None) -> TrainReport:
     """Train (or resume) the run ``config.run`` in ``workspace`` (a `fusekit.workspace.Workspace` or a folder)."""
     echo = echo or (lambda _text: None)
-    root = Path(getattr(workspace, "root", workspace))
+    root = runs_mod.workspace_root(workspace)
     run, config, resumed = _open_run(root, config)
+    shards = open_shards(config.data)  # a wrong --data fails here, before a run folder exists
+    for split in (config.train_split, config.val_split):
+        if not shards.rows(split):
+            raise TrainError(f"the dataset at {shards.root} has no rows in split {split!r}")
+    run.dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run.dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    propagate, log.propagate = log.propagate, False  # the console gets `echo` lines, the file everything
     try:
-        return _train(root, run, config, resumed, echo)
+        return _train(root, run, config, shards, resumed, echo)
     finally:
         log.removeHandler(handler)
+        log.propagate = propagate
         handler.close()
 
 
@@ -238,16 +245,9 @@ def _from_init(root: Path, config: TrainConfig) -> TrainConfig:
     return config
 
 
-def _train(root: Path, run, config: TrainConfig, resumed: bool, echo) -> TrainReport:
+def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) -> TrainReport:
     import keras
 
-    try:
-        shards = open_shards(config.data)
-    except DataError as exc:
-        raise TrainError(str(exc)) from None
-    for split in (config.train_split, config.val_split):
-        if not shards.rows(split):
-            raise TrainError(f"the dataset at {shards.root} has no rows in split {split!r}")
     devices = setup_devices(config.precision)
     if not resumed:
         run.create(config.to_dict(), {
@@ -257,6 +257,7 @@ def _train(root: Path, run, config: TrainConfig, resumed: bool, echo) -> TrainRe
         })
     elif run.dataset_info().get("card_sha256") != shards.card_hash():
         log.warning("the dataset card changed since this run started (%s): resuming on the new data", shards.root)
+        echo(f"warning: the dataset card changed since run {run.name} started: resuming on the new data")
     run.record_command(config.command or f"run_train({config!r})", resumed)
     state = run.state()
     if state.finished and not state.stopped_early and state.epochs_done < config.epochs:
@@ -289,6 +290,7 @@ def _train(root: Path, run, config: TrainConfig, resumed: bool, echo) -> TrainRe
     steps = pipeline.steps(config.train_split, training=True)
     if config.max_steps:
         steps = min(steps, config.max_steps)
+    val_steps = pipeline.steps(config.val_split, training=False)
     start = state.epochs_done
     ips = None
     try:
@@ -302,7 +304,7 @@ def _train(root: Path, run, config: TrainConfig, resumed: bool, echo) -> TrainRe
                 train_data, val_data = iter(train_data), iter(val_data)
             t0 = time.perf_counter()
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=epoch, epochs=epoch + 1,
-                            steps_per_epoch=steps if config.max_steps else None, verbose=0,
+                            steps_per_epoch=steps, validation_steps=val_steps, shuffle=False, verbose=0,
                             callbacks=[_Progress(steps)] if config.verbose and sys.stderr.isatty() else [])
             seconds = time.perf_counter() - t0
             metrics = {k: float(v[-1]) for k, v in fit.history.items()}

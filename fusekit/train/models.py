@@ -15,35 +15,15 @@ kept in the layer configs so that a checkpoint reloads with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers
+
+from fusekit.train.config import MODELS, ModelSpec  # noqa: F401 - re-exported
 
 # ImageNet statistics, used as a fixed normalisation in front of the applications models (their ImageNet weights
 # were trained on normalised inputs; with weights=None it only centres the data).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model name means: its natural input and a one-line description."""
-
-    name: str
-    input_size: int
-    channels: int
-    description: str
-
-
-MODELS: dict[str, ModelSpec] = {
-    "resnet50": ModelSpec("resnet50", 112, 3, "Keras applications ResNet50, weights=None (first paper)"),
-    "densenet121": ModelSpec("densenet121", 112, 3, "Keras applications DenseNet121, weights=None"),
-    "densenet40": ModelSpec("densenet40", 112, 3, "DenseNet L=40 k=12 for CIFAR (Huang et al.), ~1.0 M params"),
-    "cnn1": ModelSpec("cnn1", 48, 1, "second paper's Model 1: 2 conv, 2 max pool, 3 dense (20,007,687 params)"),
-    "cnn2": ModelSpec("cnn2", 48, 1, "second paper's Model 2: 5 conv, 1 max + 2 avg pool, 3 dense (1,485,831)"),
-    "cnn3": ModelSpec("cnn3", 48, 1, "second paper's Model 3: 6 conv + BN, 4 max pool, 4 dense (from its prose)"),
-}
 
 
 def build_model(name: str, num_classes: int = 7, input_size: int | None = None, channels: int | None = None,
@@ -60,7 +40,7 @@ def build_model(name: str, num_classes: int = 7, input_size: int | None = None, 
     if name in ("resnet50", "densenet121"):
         model = _application(name, size, chans, num_classes, reg, weights)
     else:
-        builder = {"densenet40": _densenet40, "cnn1": _cnn1, "cnn2": _cnn2, "cnn3": _cnn3}[name]
+        builder = {"densenet40": _densenet40, "cnn1": _cnn1, "cnn2": _cnn2, "cnn3": _cnn3, "tiny": _tiny}[name]
         model = builder(keras.Input((size, size, chans), name="image"), num_classes, reg)
     return model
 
@@ -196,3 +176,14 @@ def _cnn3(inputs, num_classes: int, reg) -> keras.Model:
     for i, units in enumerate(CNN3_DENSE[1:], start=2):
         x = layers.Dense(units, activation="relu", kernel_regularizer=reg, name=f"dense_{i}")(x)
     return keras.Model(inputs, _softmax_head(x, num_classes, reg), name="cnn3")
+
+
+def _tiny(inputs, num_classes: int, reg) -> keras.Model:
+    """A few thousand parameters: learns the synthetic tasks of the tests in seconds on a CPU."""
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", kernel_regularizer=reg, name="conv2d_1")(inputs)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_1")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", kernel_regularizer=reg, name="conv2d_2")(x)
+    x = layers.MaxPooling2D(2, name="max_pooling2d_2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.1, name="dropout_1")(x)
+    return keras.Model(inputs, _softmax_head(x, num_classes, reg), name="tiny")

@@ -39,8 +39,9 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
 
     from fusekit.train.decode import prepare
     from fusekit.train.evaluate import checkpoint_path, resolve_run
+    from fusekit.train.runs import workspace_root
 
-    root = Path(getattr(workspace, "root", workspace))
+    root = workspace_root(workspace)
     found = resolve_run(root, run)
     config = found.config()
     info = found.dataset_info()

@@ -34,6 +34,13 @@ RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_s")
 
 
+def workspace_root(workspace) -> Path:
+    """The folder of a `fusekit.workspace.Workspace`, or a folder given as a path."""
+    if isinstance(workspace, (str, os.PathLike)):
+        return Path(workspace).resolve()
+    return Path(workspace.root)
+
+
 def runs_dir(workspace_root: Path) -> Path:
     return Path(workspace_root) / "runs"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 def status_lines(workspace) -> list[str]:
     """One line per run: model, epochs, best validation accuracy, state, and test accuracy once evaluated."""
-    from fusekit.train.runs import list_runs
+    from fusekit.train.runs import list_runs, workspace_root
 
-    root = Path(getattr(workspace, "root", workspace))
+    root = workspace_root(workspace)
     runs = list_runs(root)
     if not runs:
         return ["runs: none (train one with `fusekit train --data DATASET_DIR --model M`)"]
