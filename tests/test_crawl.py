@@ -351,3 +351,38 @@ def test_threads_finish(tmp_path: Path) -> None:
         time.sleep(0.1)
         names = [t.name for t in threading.enumerate()]
     assert not [n for n in names if n.startswith(("feeder-", "parser-", "downloader-"))]
+
+
+@pytest.mark.slow
+def test_killed_crawl_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """SIGKILL during the second search; the rerun skips the first search entirely and finishes the second."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    kw = keywords_file(tmp_path, {"happy": ["glad", "merry"]})
+    results = {"glad face": [f"/img/ok/g{i}.jpg" for i in range(3)],
+               "merry face": [f"/img/slow-0.5-1/m{i}.jpg" for i in range(3)]}
+    ws = Workspace(tmp_path / "ws")
+    with FakeEngine(results) as fake:
+        args = [sys.executable, "-m", "fusekit", "--workspace", str(ws.root), "crawl", "-e", "happy", "-n", "3",
+                "--keywords", str(kw), "--no-faces", "--interval", "0", "--threads", "1", "--timeout", "2",
+                "--endpoint", f"{fake.base}/bing/images/async", "--allow-address", "127.0.0.1"]
+        child = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        deadline = time.monotonic() + 60
+        while fake.images_fetched("/img/slow-0.5-1/m0.jpg") == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        # The first search was flushed when it ended; the killed second one left nothing behind.
+        assert sorted(r["source_path"].rsplit("/", 1)[-1] for r in images(ws)) == ["g0.jpg", "g1.jpg", "g2.jpg"]
+        before = len(fake.requests)
+        report = run_crawl(ws, config(fake, kw, max_per_keyword=3, threads=1, timeout=2.0))
+        after = [p for p, _ in fake.requests[before:]]
+    assert [(s.keyword, s.status, s.had, s.kept) for s in report.searches] == [("glad", "complete", 3, 0),
+                                                                               ("merry", "done", 0, 3)]
+    assert not [p for p in after if "glad" in p or "/g" in p]  # nothing of the finished search was asked again
+    assert sorted(r["source_path"].rsplit("/", 1)[-1] for r in images(ws)) == [
+        "g0.jpg", "g1.jpg", "g2.jpg", "m0.jpg", "m1.jpg", "m2.jpg"]
