@@ -195,3 +195,11 @@ REJECT_REASONS.update(
         "unsupported_scheme": "not an http(s) URL",
     }
 )
+
+# Reasons the faces stage adds (table `face_rejects`; it also uses the decode reasons above, no_face and too_small).
+REJECT_REASONS.update(
+    {
+        "source_changed": "the file differs from the one ingested (its sha256 changed): ingest the dataset again",
+        "detector_error": "the face detector failed on this picture (retried on the next run)",
+    }
+)
