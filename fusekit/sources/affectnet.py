@@ -224,8 +224,8 @@ class AffectNetOfficial(Source):
             if value is not None:
                 extra[name] = value
         try:
-            landmarks = [_number(v) for v in landmark_text if v.strip()]
-            if len(landmarks) == 136:
+            landmarks = list(map(float, landmark_text))  # float() strips spaces; the C loop keeps 400K rows quick
+            if len(landmarks) == 136 and math.isfinite(sum(landmarks)):
                 extra["landmarks68"] = landmarks
         except ValueError:
             pass  # landmarks are a bonus; a row with unreadable ones is still a labelled face
