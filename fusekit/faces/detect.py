@@ -1,0 +1,192 @@
+"""MTCNN (the ``mtcnn`` package, weights shipped inside it) behind a small batched interface.
+
+What this adds to ``MTCNN.detect_faces``:
+
+- **Batches of one shape.** ``detect_faces`` accepts a list and pads it to the largest image, but mtcnn 1.0.0 maps the
+  padding offsets back wrongly when an image of the batch has no face (``fix_bboxes_offsets`` zips the ids of images
+  *with* faces against the pads of *all* images). So views are padded here, at the bottom/right, to a shape rounded up
+  to a multiple of 16, and a batch only ever holds one shape: every offset is zero and there is nothing to map back.
+- **Compiled refinement nets.** RNet and ONet run on fixed-size patches (24×24, 48×48) whose count varies; they are
+  called through one XLA-compiled function per net with the count padded to a power of two, so a handful of shapes
+  compile once. ONet is 2.5-3× faster this way on a CPU (0.6 vs 1.6-2 ms a patch measured on the 2-core box).
+- **No wasted pyramid.** The caller scales each view so that the smallest face it wants is 20 px (MTCNN's default
+  ``min_face_size``); the pyramid then starts at 12/20 and never runs on scales that only find faces too small to keep.
+  (Passing a larger ``min_face_size`` instead breaks mtcnn 1.0.0: its scale count ignores it and PNet gets inputs
+  smaller than its kernels.)
+
+A GPU is used when TensorFlow sees one. TensorFlow is imported only when a detector is built.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WORK_FACE = 20  # px: the smallest face at the resolution the detector sees (MTCNN's default min_face_size)
+MIN_VIEW = 24  # px: PNet needs at least one pyramid level of 12 px
+_ROUND = 16  # views are padded to a multiple of this, so that batches of similar pictures share one shape
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in view or source coordinates: box (x0, y0, x1, y1), score, landmarks 5×2 (LANDMARK_NAMES order)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+
+    def mapped(self, scale: float, dx: float, dy: float) -> Detection:
+        """The detection in the coordinates where a view point v maps to ``v * scale + (dx, dy)``."""
+        x0, y0, x1, y1 = self.box
+        box = (x0 * scale + dx, y0 * scale + dy, x1 * scale + dx, y1 * scale + dy)
+        return Detection(box, self.score, self.landmarks * scale + np.array([dx, dy]))
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+Thresholds = tuple[float, float, float]
+
+
+class FaceDetector(Protocol):
+    """What the faces stage needs from a detector (tests pass a fake one)."""
+
+    name: str
+
+    def detect(self, views: Sequence[np.ndarray], thresholds: Thresholds) -> list[list[Detection] | None]:
+        """Faces in each H×W×3 view (uint8 or float32, 0..255); None for a view the detector failed on."""
+        ...
+
+
+def mtcnn_version() -> str:
+    try:
+        return importlib.metadata.version("mtcnn")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source checkout of mtcnn
+        return "unknown"
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Quiet TensorFlow's C++ log (CUDA probing on CPU machines) and, in a worker, pin its thread count.
+
+    Must run before TensorFlow starts its runtime; a user's own TF_CPP_MIN_LOG_LEVEL wins.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if threads:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # the runtime already started in this process: keep its settings
+            pass
+
+
+class _Compiled:
+    """A Keras model called through one XLA-compiled function, the batch padded to a power of two."""
+
+    MAX_BUCKET = 512
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        import tensorflow as tf
+
+        self._tf = tf
+        self._model = model
+        self._fn = tf.function(lambda x: model(x), jit_compile=True)
+
+    def __call__(self, x):  # type: ignore[no-untyped-def]
+        tf = self._tf
+        n = int(x.shape[0])
+        if n == 0:
+            return self._model(x)
+        if n > self.MAX_BUCKET:
+            parts = [self(x[i:i + self.MAX_BUCKET]) for i in range(0, n, self.MAX_BUCKET)]
+            return tuple(tf.concat([p[k] for p in parts], axis=0) for k in range(len(parts[0])))
+        bucket = max(16, 1 << (n - 1).bit_length())
+        x = tf.convert_to_tensor(x, dtype=tf.float32)
+        if bucket > n:
+            x = tf.concat([x, tf.zeros((bucket - n, *x.shape[1:]), dtype=x.dtype)], axis=0)
+        return tuple(out[:n] for out in self._fn(x))
+
+
+class MtcnnDetector:
+    """The ``mtcnn`` package's MTCNN with batching by shape and compiled RNet/ONet (see the module docstring)."""
+
+    def __init__(self, device: str | None = None, compile_refiners: bool = True, batch_size: int = 256) -> None:
+        configure_tensorflow()
+        import tensorflow as tf
+        from mtcnn import MTCNN
+
+        if device is None:
+            device = "GPU:0" if tf.config.list_physical_devices("GPU") else "CPU:0"
+        self.device = device
+        self.batch_size = batch_size
+        self._tf = tf
+        self._mtcnn = MTCNN(device=device)
+        if compile_refiners:
+            for stage in self._mtcnn.stages[1:]:  # RNet, ONet: fixed patch sizes
+                model = getattr(stage, "_model", None)
+                if model is not None:
+                    stage._model = _Compiled(model)
+        self.name = f"mtcnn {mtcnn_version()}"
+
+    def _run(self, batch: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+        p, r, o = thresholds
+        with self._tf.device(self.device):
+            return self._mtcnn.detect_faces(list(batch), box_format="xyxy", output_type="numpy", fit_to_image=False,
+                                            threshold_pnet=p, threshold_rnet=r, threshold_onet=o)
+
+    def detect(self, views: Sequence[np.ndarray], thresholds: Thresholds) -> list[list[Detection] | None]:
+        results: list[list[Detection] | None] = [[] for _ in views]
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, view in enumerate(views):
+            h, w = view.shape[:2]
+            by_shape.setdefault((-(-h // _ROUND) * _ROUND, -(-w // _ROUND) * _ROUND), []).append(i)
+        for shape, members in sorted(by_shape.items()):
+            for start in range(0, len(members), self.batch_size):
+                chosen = members[start:start + self.batch_size]
+                batch = np.zeros((len(chosen), shape[0], shape[1], 3), dtype=np.float32)
+                for k, i in enumerate(chosen):
+                    h, w = views[i].shape[:2]
+                    batch[k, :h, :w] = views[i]
+                self._detect_batch(batch, chosen, views, thresholds, results)
+        return results
+
+    def _detect_batch(self, batch: np.ndarray, chosen: list[int], views: Sequence[np.ndarray],
+                      thresholds: Thresholds, results: list[list[Detection] | None]) -> None:
+        try:
+            rows = self._run(batch, thresholds)
+        except Exception as exc:  # noqa: BLE001 - one odd picture must not cost its whole batch
+            if len(chosen) == 1:
+                log.warning("face detector failed on one picture: %s: %s", type(exc).__name__, exc)
+                results[chosen[0]] = None
+                return
+            for k, i in enumerate(chosen):
+                self._detect_batch(batch[k:k + 1], [i], views, thresholds, results)
+            return
+        for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
+            i = chosen[int(row[0])]
+            h, w = views[i].shape[:2]
+            x0, y0, x1, y1 = row[1:5]
+            if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:  # a box wholly in the padding
+                continue
+            landmarks = np.stack([row[6:11], row[11:16]], axis=1)
+            results[i].append(Detection((float(x0), float(y0), float(x1), float(y1)), float(row[5]), landmarks))
+
+
+@functools.lru_cache(maxsize=1)
+def shared_detector() -> MtcnnDetector:
+    """One detector per process (building it loads TensorFlow and the weights: seconds)."""
+    return MtcnnDetector()

@@ -1,0 +1,232 @@
+"""The stage's logic as a pure function of a batch of decoded pictures: detect, choose, align, crop.
+
+``analyse`` takes pictures with their policy (and given box), runs the detector once per policy over the whole batch,
+and returns for each picture either its faces (``AlignedFace``) or a reject reason. It neither reads nor writes the
+workspace, so the same function serves the stage runner, worker processes and ``detect_and_align`` (for predict).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from fusekit.faces import align
+from fusekit.faces.decode import Decoded, region_sha256, to_rgb
+from fusekit.faces.detect import Detection, FaceDetector
+from fusekit.faces.policies import (DEFAULTS, PolicySettings, View, choose, frame_view, given_box_view,
+                                    min_face_px, precropped_view)
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+@dataclass
+class AlignedFace:
+    """One face crop and where it came from (source pixels, after EXIF orientation)."""
+
+    crop: Image.Image
+    box: tuple[float, float, float, float]  # x, y, w, h
+    landmarks: np.ndarray | None  # 5×2, LANDMARK_NAMES order; None when not aligned
+    score: float | None
+    aligned: bool
+    method: str  # detected | given_box | whole_image
+    transform: np.ndarray  # 2×3, source -> crop
+    face_size: tuple[int, int]  # the box clipped to the picture
+    pixel_sha256: str
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.crop.save(buffer, format="PNG", compress_level=6)
+        return buffer.getvalue()
+
+
+@dataclass
+class Item:
+    """One picture to analyse."""
+
+    picture: Decoded
+    settings: PolicySettings
+    given_box: Box | None = None  # x0, y0, x1, y1 (given_box policy)
+
+
+@dataclass
+class Outcome:
+    faces: list[AlignedFace] = field(default_factory=list)
+    reject: tuple[str, str] | None = None
+    found: int = 0  # detections that passed the thresholds, before the policy chose
+    detector: str = ""
+
+
+def _clip(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    x0 = int(np.clip(np.floor(box[0]), 0, width))
+    y0 = int(np.clip(np.floor(box[1]), 0, height))
+    x1 = int(np.clip(np.ceil(box[2]), 0, width))
+    y1 = int(np.clip(np.ceil(box[3]), 0, height))
+    return x0, y0, max(x1, x0), max(y1, y0)
+
+
+def _crop_image(pixels: np.ndarray, grey: bool) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(pixels[:, :, 0] if grey else pixels), "L" if grey else "RGB")
+
+
+def make_face(picture: Decoded, box: Box, matrix: np.ndarray, size: int, *, method: str,
+              landmarks: np.ndarray | None = None, score: float | None = None) -> AlignedFace:
+    clipped = _clip(box, picture.width, picture.height)
+    crop = align.warp(picture.pixels, matrix, size)
+    return AlignedFace(
+        crop=_crop_image(crop, picture.grey),
+        box=(box[0], box[1], box[2] - box[0], box[3] - box[1]),
+        landmarks=landmarks,
+        score=score,
+        aligned=landmarks is not None,
+        method=method,
+        transform=matrix,
+        face_size=(clipped[2] - clipped[0], clipped[3] - clipped[1]),
+        pixel_sha256=region_sha256(picture.pixels, clipped),
+    )
+
+
+def aligned_face(picture: Decoded, det: Detection, size: int) -> AlignedFace:
+    matrix = align.aligned_matrix(det.landmarks, size)
+    return make_face(picture, det.box, matrix, size, method="detected", landmarks=det.landmarks, score=det.score)
+
+
+def whole_image_face(picture: Decoded, size: int) -> AlignedFace:
+    w, h = picture.width, picture.height
+    matrix = align.square_matrix(w / 2, h / 2, max(w, h), size)
+    return make_face(picture, (0.0, 0.0, float(w), float(h)), matrix, size, method="whole_image")
+
+
+def given_box_face(picture: Decoded, box: Box, size: int) -> AlignedFace:
+    return make_face(picture, box, align.box_matrix(box, size), size, method="given_box")
+
+
+def detector_string(detector: FaceDetector, settings: PolicySettings, picture: Decoded) -> str:
+    text = f"{detector.name} {settings.describe()}"
+    if settings.name in ("full_frame", "crawled"):
+        text += f" searched>={min_face_px(settings, picture.width, picture.height):.0f}px"
+    return text
+
+
+def _view(item: Item) -> View:
+    pixels = item.picture.pixels
+    if item.settings.name == "precropped":
+        return precropped_view(pixels, item.settings)
+    if item.settings.name == "given_box" and item.given_box is not None:
+        return given_box_view(pixels, item.given_box, item.settings)
+    return frame_view(pixels, item.settings)
+
+
+def _too_small(item: Item) -> str | None:
+    s = item.settings
+    if item.settings.name == "given_box" and item.given_box is not None:
+        x0, y0, x1, y1 = item.given_box
+        if min(x1 - x0, y1 - y0) < s.min_image:
+            return f"the given face box is {x1 - x0:.0f}x{y1 - y0:.0f} px, below {s.min_image} px"
+        return None
+    side = min(item.picture.width, item.picture.height)
+    if side < s.min_image:
+        return f"{item.picture.width}x{item.picture.height} px is below the {s.min_image} px minimum of {s.name}"
+    return None
+
+
+REFINE_SIZE = 112
+REFINE_THRESHOLDS = (0.5, 0.6, 0.6)
+
+
+def analyse(items: Sequence[Item], detector: FaceDetector, size: int = 112) -> list[Outcome]:
+    """Faces (or a reject) for each item; the detector runs once per distinct threshold set over the whole batch."""
+    outcomes = [Outcome() for _ in items]
+    views: dict[tuple[float, float, float], list[tuple[int, View]]] = {}
+    for i, item in enumerate(items):
+        outcomes[i].detector = detector_string(detector, item.settings, item.picture)
+        reason = _too_small(item)
+        if reason:
+            outcomes[i].reject = ("too_small", reason)
+            continue
+        views.setdefault(item.settings.thresholds, []).append((i, _view(item)))
+    chosen: list[list[Detection]] = [[] for _ in items]
+    for thresholds, members in views.items():
+        found = detector.detect([v.pixels for _, v in members], thresholds)
+        for (i, view), detections in zip(members, found):
+            chosen[i] = _choose(items[i], view, detections, outcomes[i])
+    _refine(items, chosen, detector)
+    for i, item in enumerate(items):
+        if outcomes[i].reject is None:
+            _finish(item, chosen[i], outcomes[i], size)
+    return outcomes
+
+
+def _choose(item: Item, view: View, detections: list[Detection] | None, outcome: Outcome) -> list[Detection]:
+    picture, settings = item.picture, item.settings
+    mapped = [d.mapped(view.scale, view.dx, view.dy) for d in detections or []]
+    outcome.found = len(mapped)
+    chosen = choose(mapped, settings, picture.width, picture.height, item.given_box)
+    if chosen or settings.name == "precropped" or (settings.name == "given_box" and item.given_box is not None):
+        return chosen
+    if detections is None:
+        outcome.reject = ("detector_error", "the face detector failed on this picture")
+    else:
+        detail = f"no face of {min_face_px(settings, picture.width, picture.height):.0f} px or more"
+        if outcome.found:
+            detail += f" ({outcome.found} found, none kept by the {settings.name} rules)"
+        outcome.reject = ("no_face", detail)
+    return []
+
+
+def _refine(items: Sequence[Item], chosen: list[list[Detection]], detector: FaceDetector) -> None:
+    """Landmarks found again on each aligned crop, mapped back to the source, replace the first ones.
+
+    MTCNN's landmarks depend on how its 48-px patch frames the face; on the aligned crop the framing is the
+    template's, so the second estimate is the consistent one (measured on 24 demo frames: eyes re-found within
+    2.1 px of the template at 112 px, against 3.0 px without this pass). One more batched detection on 112-px crops.
+    """
+    jobs = [(i, k) for i, item in enumerate(items) if item.settings.refine for k in range(len(chosen[i]))]
+    if not jobs:
+        return
+    matrices, crops = [], []
+    for i, k in jobs:
+        matrix = align.aligned_matrix(chosen[i][k].landmarks, REFINE_SIZE)
+        matrices.append(matrix)
+        crops.append(align.warp(items[i].picture.pixels, matrix, REFINE_SIZE).astype(np.float32))
+    found = detector.detect(crops, REFINE_THRESHOLDS)
+    eyes = align.template(REFINE_SIZE)[:2].mean(axis=0)
+    for (i, k), matrix, detections in zip(jobs, matrices, found):
+        if not detections:
+            continue
+        # the face the crop was made for has its eyes near the template's; anything far off is another face or a miss
+        best = min(detections, key=lambda d: float(np.hypot(*(d.landmarks[:2].mean(axis=0) - eyes))))
+        if np.hypot(*(best.landmarks[:2].mean(axis=0) - eyes)) > 0.1 * REFINE_SIZE:
+            continue
+        inverse = cv2.invertAffineTransform(matrix)
+        old = chosen[i][k]
+        chosen[i][k] = Detection(old.box, old.score, align.apply(inverse, best.landmarks))
+
+
+def _finish(item: Item, chosen: list[Detection], outcome: Outcome, size: int) -> None:
+    picture, settings = item.picture, item.settings
+    if chosen:
+        outcome.faces = [aligned_face(picture, det, size) for det in chosen]
+    elif settings.name == "precropped":
+        outcome.faces = [whole_image_face(picture, size)]
+    elif settings.name == "given_box" and item.given_box is not None:
+        outcome.faces = [given_box_face(picture, item.given_box, size)]
+
+
+def detect_and_align(image: Image.Image, policy: str = "crawled", size: int = 112,
+                     settings: PolicySettings | None = None, detector: FaceDetector | None = None,
+                     given_box: Box | None = None) -> list[AlignedFace]:
+    """The faces in one picture under ``policy`` (for `fusekit predict`); [] when a policy that needs one finds none.
+
+    Uses one MTCNN per process, built on first use.
+    """
+    if detector is None:
+        from fusekit.faces.detect import shared_detector
+
+        detector = shared_detector()
+    item = Item(to_rgb(image), settings or DEFAULTS[policy], given_box)
+    return analyse([item], detector, size)[0].faces

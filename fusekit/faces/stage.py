@@ -1,0 +1,597 @@
+"""`fusekit faces`: every `images` row without a result -> `faces` rows (and `face_rejects` rows), resumably.
+
+One faces unit per images unit (``tables/faces/fer2013--csv``). A run works out, per unit, which images rows have
+no result yet (new rows, rows whose picture changed, rejects worth retrying such as a missing file) and which results
+lost their images row (orphans, after a re-ingest or a remove). Nothing pending and nothing orphaned: the unit is
+left alone, so a rerun does nothing. Otherwise a new unit is staged: the results worth keeping are carried over part
+by part, the pending rows are processed in chunks of ``chunk_size`` images, each chunk written as one part, and the
+unit is swapped in when every part exists. A killed run finds its finished parts and goes on from there.
+
+The work on a chunk (``process_chunk``) is a pure function of its rows; it runs in this process or in spawned worker
+processes that each hold one MTCNN. Memory stays bounded: a unit is streamed part by part, a chunk is decoded in
+batches, and at most ``workers + 1`` chunks are in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fusekit import __version__
+from fusekit.errors import ConfigError
+from fusekit.faces.decode import Decoded, decode, row_bytes
+from fusekit.faces.detect import FaceDetector, mtcnn_version
+from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
+from fusekit.faces.policies import FacesConfig, PolicySettings
+from fusekit.imageio import Rejected
+from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
+from fusekit.workspace import Staging, Workspace, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FACES, REJECTS = "faces", "face_rejects"
+TABLES = (FACES, REJECTS)
+STAGING = "@faces"  # .staging/@faces/<unit>: apart from ingest's .staging/<unit> (a unit name always holds "--")
+RETRY = {"missing_file", "unreadable", "source_changed", "detector_error"}  # rejects a rerun tries again
+AUTO_WORKERS_MIN_IMAGES = 4000  # below this, starting processes (TensorFlow each) costs more than it saves
+IMAGE_COLUMNS = ["id", "dataset", "variant", "source_path", "source_row", "image", "split", "subject", "group",
+                 "raw_label", "label", "label_id", "label_source", "sha256", "face_box", "terms"]
+CARRIED = ("image_id", "extra", "size")
+
+
+# -- report -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UnitReport:
+    unit: str
+    dataset: str
+    variant: str
+    policy: str
+    processed: int = 0  # images rows worked on in this run
+    faces: int = 0
+    aligned: int = 0
+    unaligned: Counter[str] = field(default_factory=Counter)  # method -> faces kept without alignment
+    rejects: Counter[str] = field(default_factory=Counter)
+    carried: int = 0  # results kept from an earlier run
+    orphans: int = 0  # results dropped because their images row is gone or changed
+    parts: int = 0
+    resumed_parts: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+
+@dataclass
+class FacesReport:
+    units: list[UnitReport] = field(default_factory=list)
+    removed_units: list[str] = field(default_factory=list)  # faces units whose images unit is gone
+    workers: int = 1
+    seconds: float = 0.0
+
+    @property
+    def processed(self) -> int:
+        return sum(u.processed for u in self.units)
+
+    @property
+    def faces(self) -> int:
+        return sum(u.faces for u in self.units)
+
+    @property
+    def aligned(self) -> int:
+        return sum(u.aligned for u in self.units)
+
+    @property
+    def unaligned(self) -> int:
+        return sum(sum(u.unaligned.values()) for u in self.units)
+
+    @property
+    def rejects(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for u in self.units:
+            total.update(u.rejects)
+        return total
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return all(u.up_to_date for u in self.units) and not self.removed_units
+
+
+# -- which policy a unit gets ---------------------------------------------------------------------------------------------
+
+
+def policy_for(dataset: str, variant: str, config: FacesConfig) -> str:
+    """The face policy for an images unit: the user's override, else the manifest variant's ``face_policy``."""
+    for key in (f"{dataset}/{variant}", dataset):
+        if key in config.dataset_policies:
+            return config.dataset_policies[key]
+    if dataset == "crawl":
+        return "crawled"
+    from fusekit.manifests import resolve
+    from fusekit.errors import UserError
+
+    try:
+        manifest = resolve("folder" if variant == "classfolders" else dataset)
+        return manifest.variant(variant).face_policy
+    except UserError:
+        log.warning("no manifest variant for %s/%s: using the full_frame face policy", dataset, variant)
+        return "full_frame"
+
+
+# -- the work on one chunk (pure; runs in workers) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitContext:
+    unit: str
+    dataset: str
+    variant: str
+    policy: str
+    settings: PolicySettings
+    fallback: PolicySettings  # given_box rows without a box are searched like a full frame
+    source_root: str | None
+    size: int
+
+
+def _reject_row(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    return {"id": row["id"], "stage": "faces", "dataset": row["dataset"], "variant": row["variant"],
+            "source_path": row.get("source_path"), "source_row": row.get("source_row"),
+            "raw_label": row.get("raw_label"), "reason": reason, "detail": detail}
+
+
+def _face_row(row: dict[str, Any], index: int, face: AlignedFace, outcome: Outcome, picture: Decoded,
+              ctx: UnitContext) -> dict[str, Any]:
+    face_id = f"{row['id']}#{index}"
+    x, y, w, h = face.box
+    return {
+        "id": face_id,
+        "image_id": row["id"],
+        "face_index": index,
+        **{k: row.get(k) for k in ("dataset", "variant", "split", "subject", "group", "label", "label_id",
+                                   "label_source", "terms")},
+        "image": {"bytes": face.png(), "path": f"{face_id}.png"},
+        "size": ctx.size,
+        "aligned": face.aligned,
+        "policy": ctx.policy,
+        "method": face.method,
+        "box": {"x": x, "y": y, "w": w, "h": h},
+        "landmarks": None if face.landmarks is None else [float(v) for v in face.landmarks.reshape(-1)],
+        "score": face.score,
+        "transform": [float(v) for v in face.transform.reshape(-1)],
+        "source_width": picture.width,
+        "source_height": picture.height,
+        "face_width": face.face_size[0],
+        "face_height": face.face_size[1],
+        "pixel_sha256": face.pixel_sha256,
+        "detector": outcome.detector,
+        "extra": dumps_extra({"image_sha256": row.get("sha256"), "detections": outcome.found,
+                              "faces_in_image": len(outcome.faces)}),
+    }
+
+
+def _given_box(row: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    box = row.get("face_box")
+    if not box or box.get("w") is None:
+        return None
+    return (box["x"], box["y"], box["x"] + box["w"], box["y"] + box["h"])
+
+
+def _batches(rows: list[dict[str, Any]], ctx: UnitContext) -> Iterator[list[tuple[dict[str, Any], Any]]]:
+    """Decode rows in batches small enough to hold: 256 pictures, or 32 megapixels, whichever comes first."""
+    batch: list[tuple[dict[str, Any], Any]] = []
+    pixels = 0
+    for row in rows:
+        try:
+            picture: Any = decode(row_bytes(row, ctx.source_root))
+            pixels += picture.width * picture.height
+        except Rejected as rejected:
+            picture = rejected
+        except Exception as exc:  # noqa: BLE001 - one odd file must not stop the run
+            picture = Rejected("undecodable", f"{type(exc).__name__}: {exc}")
+        batch.append((row, picture))
+        if len(batch) >= 256 or pixels >= 32_000_000:
+            yield batch
+            batch, pixels = [], 0
+    if batch:
+        yield batch
+
+
+def process_chunk(rows: list[dict[str, Any]], ctx: UnitContext, detector: FaceDetector) -> tuple[pa.Table, pa.Table]:
+    """`images` rows -> (`faces` table, `face_rejects` table). Reads the files the rows name; writes nothing."""
+    faces: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    for batch in _batches(rows, ctx):
+        items, owners = [], []
+        for row, picture in batch:
+            if isinstance(picture, Rejected):
+                continue
+            given = _given_box(row) if ctx.settings.name == "given_box" else None
+            settings = ctx.fallback if ctx.settings.name == "given_box" and given is None else ctx.settings
+            items.append(Item(picture, settings, given))
+            owners.append(row["id"])
+        outcomes = dict(zip(owners, analyse(items, detector, ctx.size)))
+        for row, picture in batch:
+            if isinstance(picture, Rejected):
+                rejects.append(_reject_row(row, picture.reason, picture.detail))
+                continue
+            outcome = outcomes[row["id"]]
+            if outcome.reject:
+                rejects.append(_reject_row(row, *outcome.reject))
+            for index, face in enumerate(outcome.faces):
+                faces.append(_face_row(row, index, face, outcome, picture, ctx))
+    return (pa.Table.from_pylist(faces, schema=FACES_SCHEMA), pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(threads: int) -> None:
+    from fusekit.faces.detect import MtcnnDetector, configure_tensorflow
+
+    configure_tensorflow(threads)
+    _WORKER["detector"] = MtcnnDetector()
+
+
+def _work(rows: list[dict[str, Any]], ctx: UnitContext) -> tuple[pa.Table, pa.Table]:
+    return process_chunk(rows, ctx, _WORKER["detector"])
+
+
+# -- staging apart from ingest's ---------------------------------------------------------------------------------------
+
+
+def _staging_root(workspace: Workspace):  # type: ignore[no-untyped-def]
+    return workspace.staging / STAGING
+
+
+def recover(workspace: Workspace) -> None:
+    """Finish a faces unit swap that a crash interrupted (the twin of ``Workspace.recover``)."""
+    root = _staging_root(workspace)
+    if root.is_dir():
+        for path in sorted(root.iterdir()):
+            if (path / "_COMPLETE").is_file():
+                Staging(workspace, path.name, path).commit()
+
+
+def _stage(workspace: Workspace, unit: str, fingerprint: dict[str, Any]) -> Staging:
+    path = _staging_root(workspace) / unit
+    config_path = path / "_fingerprint.json"
+    fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
+    if path.exists():
+        same = config_path.is_file() and json.loads(config_path.read_text(encoding="utf-8")) == fingerprint
+        if not same or (path / "_COMPLETE").exists():
+            shutil.rmtree(path)
+    if not path.exists():
+        path.mkdir(parents=True)
+        write_json_atomic(fingerprint, config_path)
+    return Staging(workspace, unit, path)
+
+
+# -- planning a unit ------------------------------------------------------------------------------------------------------
+
+
+def _part_files(workspace: Workspace, table: str, unit: str) -> dict[int, str]:
+    folder = workspace.unit_dir(table, unit)
+    found = {}
+    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+        try:
+            found[int(path.stem.split("-")[1])] = str(path)
+        except (IndexError, ValueError):
+            continue
+    return found
+
+
+@dataclass
+class _Plan:
+    pending: list[str]  # image ids to work on, in table order
+    keep_faces: set[str]  # image ids whose faces rows are carried over
+    keep_rejects: set[str]  # image ids whose reject rows are carried over
+    old_parts: list[int]  # part numbers of the unit as it is
+    exists: bool  # the unit has results already
+    orphans: int = 0  # old rows whose images row is gone
+    redone: int = 0  # old rows dropped to be worked on again (picture changed, or a reject worth retrying)
+    listing: str = ""  # digest of the old unit's files (a staged run resumes only over the same old unit)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.exists and not self.pending and not self.orphans and not self.redone
+
+
+def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
+    images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "sha256"])
+    order = images.column("id").to_pylist()
+    sha = dict(zip(order, images.column("sha256").to_pylist()))
+    faces_parts = _part_files(workspace, FACES, unit)
+    reject_parts = _part_files(workspace, REJECTS, unit)
+    exists = unit in workspace.units(FACES) or unit in workspace.units(REJECTS)
+    listing = []
+    for path in [*faces_parts.values(), *reject_parts.values()]:
+        stat = os.stat(path)
+        listing.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+    plan = _Plan([], set(), set(), [], exists, listing=hashlib.sha256("\n".join(listing).encode()).hexdigest())
+    face_rows: list[tuple[str, bool]] = []
+    for path in faces_parts.values():
+        table = pq.read_table(path, columns=list(CARRIED))
+        columns = [table.column(c).to_pylist() for c in CARRIED]
+        for image_id, extra, crop_size in zip(*columns):
+            # a result is current while its picture is unchanged and its crop has the size asked for
+            recorded = json.loads(extra).get("image_sha256") if extra else None
+            same = image_id in sha and (recorded is None or recorded == sha[image_id]) and crop_size == size
+            face_rows.append((image_id, same))
+    current: dict[str, bool] = {}
+    for image_id, ok in face_rows:  # an image's faces are kept or redone together
+        current[image_id] = current.get(image_id, True) and ok
+    plan.keep_faces = set() if redo else {i for i, ok in current.items() if ok}
+    reject_rows = []
+    for path in reject_parts.values():
+        table = pq.read_table(path, columns=["id", "reason"])
+        reject_rows += list(zip(table.column("id").to_pylist(), table.column("reason").to_pylist()))
+    if not redo:
+        plan.keep_rejects = {i for i, reason in reject_rows
+                             if i in sha and reason not in RETRY and i not in plan.keep_faces}
+    for image_id, _ in face_rows:
+        if image_id not in sha:
+            plan.orphans += 1
+        elif image_id not in plan.keep_faces:
+            plan.redone += 1
+    for image_id, _ in reject_rows:
+        if image_id not in sha:
+            plan.orphans += 1
+        elif image_id not in plan.keep_rejects:
+            plan.redone += 1
+    done = plan.keep_faces | plan.keep_rejects
+    plan.pending = [i for i in order if i not in done]
+    plan.old_parts = [] if redo else sorted(set(faces_parts) | set(reject_parts))
+    return plan
+
+
+def _pending_rows(workspace: Workspace, unit: str, pending: set[str], chunk_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The pending `images` rows of ``unit`` in table order, in chunks; one images part in memory at a time."""
+    chunk: list[dict[str, Any]] = []
+    for path in sorted(workspace.unit_dir("images", unit).glob("part-*.parquet")):
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=512, columns=IMAGE_COLUMNS):
+            ids = batch.column(0).to_pylist()
+            wanted = [k for k, i in enumerate(ids) if i in pending]
+            if not wanted:
+                continue
+            rows = batch.take(pa.array(wanted)).to_pylist()
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) >= chunk_size:
+                    yield chunk
+                    chunk = []
+    if chunk:
+        yield chunk
+
+
+def _stats(faces: pa.Table, rejects: pa.Table, processed: int) -> dict[str, Any]:
+    aligned = faces.column("aligned").to_pylist()
+    methods = faces.column("method").to_pylist()
+    return {
+        "images": processed,
+        "faces": faces.num_rows,
+        "aligned": sum(1 for a in aligned if a),
+        "unaligned": dict(Counter(m for a, m in zip(aligned, methods) if not a)),
+        "rejects": dict(Counter(rejects.column("reason").to_pylist())),
+    }
+
+
+def _add(report: UnitReport, stats: dict[str, Any]) -> None:
+    report.processed += stats["images"]
+    report.faces += stats["faces"]
+    report.aligned += stats["aligned"]
+    report.unaligned.update(stats["unaligned"])
+    report.rejects.update(stats["rejects"])
+
+
+# -- the runner ---------------------------------------------------------------------------------------------------------
+
+
+class _Runner:
+    """Runs chunks here or in a process pool; ``submit`` blocks while ``workers + 1`` chunks are in flight."""
+
+    def __init__(self, workers: int, detector: FaceDetector | None) -> None:
+        self.workers = workers
+        self.detector = detector
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: dict[Future, tuple[int, int]] = {}
+        if workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                                            initargs=(threads,))
+
+    def local_detector(self) -> FaceDetector:
+        if self.detector is None:
+            from fusekit.faces.detect import shared_detector
+
+            self.detector = shared_detector()
+        return self.detector
+
+    def run(self, index: int, rows: list[dict[str, Any]], ctx: UnitContext) -> Iterator[tuple[int, int, Any]]:
+        """Start chunk ``index``; yields (index, n_rows, tables) of chunks that finished meanwhile."""
+        if self.pool is None:
+            yield index, len(rows), process_chunk(rows, ctx, self.local_detector())
+            return
+        self.pending[self.pool.submit(_work, rows, ctx)] = (index, len(rows))
+        while len(self.pending) > self.workers:
+            yield from self._collect(FIRST_COMPLETED)
+
+    def drain(self) -> Iterator[tuple[int, int, Any]]:
+        while self.pending:
+            yield from self._collect(FIRST_COMPLETED)
+
+    def _collect(self, how: str) -> Iterator[tuple[int, int, Any]]:
+        done, _ = wait(list(self.pending), return_when=how)
+        for future in sorted(done, key=lambda f: self.pending[f][0]):
+            index, n = self.pending.pop(future)
+            yield index, n, future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _auto_workers(config: FacesConfig, pending: int) -> int:
+    """Worker processes: as asked, else one per core (up to 4) for big runs on a CPU; one process on a GPU box."""
+    if config.workers:
+        return config.workers
+    if pending < AUTO_WORKERS_MIN_IMAGES or os.path.exists("/dev/nvidiactl"):
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: list[str] | None = None, *,
+              detector: FaceDetector | None = None) -> FacesReport:
+    """Detect and align the faces of every `images` row that has no result yet (see the module docstring).
+
+    ``detector`` replaces MTCNN (tests); ``units`` limits the run to some images units (``fer2013--csv``).
+    """
+    config = config or FacesConfig()
+    started = time.perf_counter()
+    workspace.ensure()
+    recover(workspace)
+    report = FacesReport()
+    available = workspace.units("images")
+    if units is None:
+        chosen = available
+        for table in TABLES:  # results whose images unit is gone (removed dataset)
+            for unit in workspace.units(table):
+                if unit not in available:
+                    workspace.remove_unit(table, unit)
+                    if unit not in report.removed_units:
+                        report.removed_units.append(unit)
+    else:
+        chosen = [_resolve_unit(u, available) for u in units]
+        chosen = sorted(set(chosen))
+    plans = [(unit, _plan(workspace, unit, config.redo, config.size)) for unit in chosen]
+    total = sum(len(plan.pending) for _, plan in plans)
+    workers = 1 if detector is not None else _auto_workers(config, total)
+    report.workers = workers
+    runner = _Runner(workers, detector) if total else None
+    try:
+        for unit, plan in plans:
+            report.units.append(_run_unit(workspace, unit, plan, config, runner))
+    finally:
+        if runner is not None:
+            runner.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _resolve_unit(name: str, available: list[str]) -> str:
+    key = name.replace("/", "--")
+    if key in available:
+        return key
+    matches = [u for u in available if u.split("--", 1)[0] == key]
+    if len(matches) == 1:
+        return matches[0]
+    held = ", ".join(u.replace("--", "/") for u in available) or "nothing"
+    if matches:
+        raise ConfigError(f"{name} has several variants in the workspace ({', '.join(matches)}); name one")
+    raise ConfigError(f"{name} is not in the workspace's images (it holds {held})")
+
+
+def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, runner: _Runner | None) -> UnitReport:
+    started = time.perf_counter()
+    info = workspace.unit_info("images", unit) or {}
+    dataset, _, variant = unit.partition("--")
+    dataset = info.get("dataset", dataset)
+    variant = info.get("variant", variant)
+    policy = policy_for(dataset, variant, config)
+    report = UnitReport(unit, dataset, variant, policy)
+    report.carried = len(plan.keep_faces) + len(plan.keep_rejects)
+    report.orphans = plan.orphans
+    if plan.up_to_date:
+        report.up_to_date = True
+        report.seconds = time.perf_counter() - started
+        return report
+    pending = plan.pending
+    settings = config.settings(policy)
+    ctx = UnitContext(unit, dataset, variant, policy, settings, config.settings("full_frame"),
+                      info.get("source_root"), config.size)
+    fingerprint = {
+        "unit": unit,
+        "policy": policy,
+        "settings": settings.describe(),
+        "fallback": ctx.fallback.describe(),
+        "size": config.size,
+        "chunk_size": config.chunk_size,
+        "pending": hashlib.sha256("\n".join(pending).encode()).hexdigest(),
+        "old": plan.listing,
+        "mtcnn": mtcnn_version(),
+        "fusekit": __version__,
+    }
+    staging = _stage(workspace, unit, fingerprint)
+    old_faces = _part_files(workspace, FACES, unit)
+    old_rejects = _part_files(workspace, REJECTS, unit)
+    for index, old in enumerate(plan.old_parts):
+        if staging.is_done(index):
+            report.resumed_parts += 1
+        else:
+            tables = {}
+            if old in old_faces:
+                table = pq.read_table(old_faces[old], schema=FACES_SCHEMA)
+                keep = [i in plan.keep_faces for i in table.column("image_id").to_pylist()]
+                tables[FACES] = table.filter(pa.array(keep, type=pa.bool_()))
+            if old in old_rejects:
+                table = pq.read_table(old_rejects[old], schema=REJECTS_SCHEMA)
+                keep = [i in plan.keep_rejects for i in table.column("id").to_pylist()]
+                tables[REJECTS] = table.filter(pa.array(keep, type=pa.bool_()))
+            staging.write_part(index, {k: v for k, v in tables.items() if v.num_rows}, {"carried": True})
+        report.parts += 1
+    first = len(plan.old_parts)
+    from fusekit import progress
+
+    def finished(index: int, n: int, tables: tuple[pa.Table, pa.Table]) -> None:
+        faces, rejects = tables
+        stats = _stats(faces, rejects, n)
+        staging.write_part(index, {FACES: faces, REJECTS: rejects}, stats)
+        _add(report, stats)
+        bar.update(n)
+
+    with progress.bar(len(pending), f"faces {unit}") as bar:
+        for offset, rows in enumerate(_pending_rows(workspace, unit, set(plan.pending), config.chunk_size)):
+            index = first + offset
+            report.parts += 1
+            if staging.is_done(index):
+                stats = staging.done_stats(index)
+                _add(report, stats)
+                report.resumed_parts += 1
+                bar.update(len(rows))
+                continue
+            assert runner is not None
+            for done in runner.run(index, rows, ctx):
+                finished(*done)
+        if runner is not None:
+            for done in runner.drain():
+                finished(*done)
+    staging.finish({
+        "images_unit": unit,
+        "dataset": dataset,
+        "variant": variant,
+        "policy": policy,
+        "settings": settings.describe(),
+        "size": config.size,
+        "detector": f"mtcnn {mtcnn_version()}",
+        "images_processed": report.processed,
+        "images_carried": report.carried,
+        "fusekit": __version__,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, TABLES)
+    report.seconds = time.perf_counter() - started
+    return report
