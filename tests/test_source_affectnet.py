@@ -253,6 +253,19 @@ def test_kaggle_min_relfcs_gives_low_confidence(tmp_path, capsys):
     assert code == 2 and "min_relfcs" in err
 
 
+def test_kaggle_pth_resolved_under_images_folder_or_without_it(tmp_path):
+    root = tmp_path / "k"
+    write_image(root / "images" / "fear" / "image0000473.jpg", 1, (96, 96), mode="RGB")
+    write_image(root / "sad" / "image0000474.jpg", 2, (96, 96), mode="RGB")
+    (root / "labels.csv").write_text(",pth,label,relFCs\n0,fear/image0000473.jpg,fear,0.8\n"
+                                     "1,images/sad/image0000474.jpg,sad,0.7\n")
+    images, rejects, _ = _ingest(Workspace(tmp_path / "ws"), root)
+    assert {i: (r["label"], r["source_path"]) for i, r in images.items()} == {
+        "affectnet/kaggle/images/fear/image0000473.jpg": ("fear", "images/fear/image0000473.jpg"),
+        "affectnet/kaggle/sad/image0000474.jpg": ("sad", "sad/image0000474.jpg")}
+    assert not rejects
+
+
 # -- Kaggle YOLO -----------------------------------------------------------------------------------------------------
 
 YOLO_NAMES = "names: ['Anger', 'Contempt', 'Disgust', 'Fear', 'Happy', 'Neutral', 'Sad', 'Surprise']\nnc: 8\n"

@@ -127,9 +127,11 @@ class AffectNetOfficial(Source):
         self.lists = _list_files(lists_dir)
         found = find_dirs(anchor, lambda p: p.name.lower() == IMAGE_FOLDER, max_depth=3)
         if not found:
+            rars = sorted(p.name for p in anchor.glob("*.rar"))
+            hint = (f" (unrar x {rars[0]} {anchor}/ first)" if rars else "")
             raise LayoutNotRecognised(
                 f"found the AffectNet lists ({', '.join(p.name for p in self.lists.values())}) in {lists_dir} but no "
-                f"Manually_Annotated_Images/ folder under {anchor}: extract the images next to the lists")
+                f"Manually_Annotated_Images/ folder under {anchor}: extract the images next to the lists{hint}")
         self.images_rel = found[0].relative_to(anchor).as_posix()
 
     @staticmethod
@@ -397,8 +399,9 @@ class AffectNetKaggle(Source):
         return found[0] / "labels.csv" if found else None
 
     def _resolve(self, pth: str, files: set[str], lower: dict[str, str]) -> str | None:
-        """The file a ``pth`` names, relative to the root: as given, without a leading ``images/``, or by case."""
-        candidates = [pth]
+        """The file a ``pth`` names, relative to the root: as given, under ``images/``, without its first folder
+        (a ``pth`` that says ``images/`` when the class folders sit at the root), or by case."""
+        candidates = [pth, f"images/{pth}"]
         if "/" in pth:
             candidates.append(pth.split("/", 1)[1])
         for candidate in candidates:
