@@ -452,7 +452,14 @@ def extract(archive: Path, sources_dir: Path, limits: ExtractLimits | None = Non
         result.bytes = budget.bytes
         marker = {"archive": str(archive), "members": result.members, "bytes": result.bytes, "skipped": result.skipped}
         (sources_dir / f"{name}{MARKER_SUFFIX}").write_text(json.dumps(marker, indent=1, sort_keys=True))
-        os.replace(temp, final)
+        try:
+            os.replace(temp, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            result.reused = True  # another run finished the same extraction first; its folder is as good
+    except OSError as exc:
+        raise ArchiveError(f"cannot extract {archive.name}: {exc.strerror or exc}") from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

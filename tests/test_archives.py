@@ -172,6 +172,14 @@ def test_links_and_devices_are_not_created(tmp_path):
     files = [p for p in result.folder.rglob("*")]
     assert not any(p.is_symlink() for p in files) and len([p for p in files if p.is_file()]) == 5
     assert "not created: 1 hardlink, 1 special file, 1 symlink" in result.note()
+    zpath = make_archive(folder, tmp_path / "links.zip", "zip")
+    with zipfile.ZipFile(zpath, "a") as zf:
+        info = zipfile.ZipInfo("KDEF_and_AKDEF/KDEF/AF01/AF01NES.JPG")
+        info.create_system, info.external_attr = 3, (0o120777 << 16)  # a Unix symlink, as `zip -y` stores it
+        zf.writestr(info, "/etc/passwd")
+    result = extract(zpath, tmp_path / "sources")
+    assert result.skipped == {"symlink": 1} and result.members == 5
+    assert not any(p.is_symlink() for p in result.folder.rglob("*"))
 
 
 @pytest.mark.parametrize("fmt", ["zip", "tgz"])
