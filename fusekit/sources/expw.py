@@ -167,6 +167,7 @@ class ExpwOfficial(Source):
 
     dataset: ClassVar[str] = "expw"
     variant: ClassVar[str] = "official"
+    picklable_records: ClassVar[bool] = True  # plain paths: chunks may be decoded in worker processes
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)

@@ -152,6 +152,7 @@ class RafdbBasic(Source):
     dataset: ClassVar[str] = "rafdb"
     variant: ClassVar[str] = "basic"
     priority: ClassVar[int] = 10
+    picklable_records: ClassVar[bool] = True  # plain paths: chunks may be decoded in worker processes
     kind: ClassVar[str] = "aligned"
     other: ClassVar[tuple[str, str]] = ("original", "original")
 
@@ -322,6 +323,7 @@ class RafdbKaggle(Source):
     dataset: ClassVar[str] = "rafdb"
     variant: ClassVar[str] = "kaggle"
     priority: ClassVar[int] = 20
+    picklable_records: ClassVar[bool] = True  # plain paths: chunks may be decoded in worker processes
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
