@@ -66,6 +66,7 @@ class ChunkProcessor:
 
     def __init__(self, source: Source, manifest: Manifest, spec: Variant, workers: int) -> None:
         self.root = source.root  # not the source itself: a processor is sent to worker processes
+        self._recent: dict[str | None, Any] = {}
         self.manifest = manifest
         self.spec = spec
         self.workers = workers
@@ -117,12 +118,17 @@ class ChunkProcessor:
             return "rejects", self._reject(record, record.reject, record.reject_detail)
         try:
             label = self._label(record)
-            data = self._bytes(record)
-            if record.encoded_here and not record.check_blank:
-                info = encoded_info(data)
+            if record.load is None and record.path in self._recent:
+                data, info = b"", self._recent[record.path]  # another face of the picture just read (ExpW)
             else:
-                info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean,
-                               blank_std=self.blank_std)
+                data = self._bytes(record)
+                if record.encoded_here and not record.check_blank:
+                    info = encoded_info(data)
+                else:
+                    info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean,
+                                   blank_std=self.blank_std)
+                if record.load is None:
+                    self._recent = {record.path: info}  # one entry: faces of a picture arrive together
         except Rejected as rejected:
             return "rejects", self._reject(record, rejected.reason, rejected.detail)
         stored = record.load is not None
