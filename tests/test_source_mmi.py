@@ -16,7 +16,7 @@ from fusekit.config import IngestConfig
 from fusekit.errors import ConfigError, LayoutNotRecognised
 from fusekit.ingest import run_ingest
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
-from fusekit.sources.mmi import window
+from fusekit.sources.mmi import scan_video, window
 from fusekit.workspace import Workspace
 
 W, H = 80, 64
@@ -227,6 +227,17 @@ def test_one_session_folder_as_source_and_small_chunks_give_the_same_rows(downlo
     # Chunks of 2 split one video's frames across parts; the frames and bytes are the same.
     _, chunked, _ = _ingest(tmp_path, download, name="chunked", chunk_size="2")
     assert [(r["id"], r["sha256"]) for r in chunked] == [(r["id"], r["sha256"]) for r in default_run[1]]
+
+
+def test_frame_count_is_the_decodable_count_even_when_the_header_says_more(tmp_path: Path) -> None:
+    whole = tmp_path / "S001-001.avi"
+    _video(whole, [(7 * i) % 250 for i in range(40)])
+    assert scan_video(whole, score=False) == (40, [])  # the header's count, proved by one seek
+    cut = tmp_path / "S001-002.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    decodable, scores = scan_video(cut, score=True)
+    assert 0 < decodable < 40 and len(scores) == decodable
+    assert scan_video(cut, score=False) == (decodable, [])  # the header says 40: counted frame by frame instead
 
 
 def test_window_fits_inside_the_video() -> None:

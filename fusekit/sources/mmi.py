@@ -209,6 +209,10 @@ def scan_video(path: Path, score: bool) -> tuple[int, list[float]]:
     import cv2
     import numpy as np
 
+    if not score:
+        declared = _checked_frame_count(path)
+        if declared:
+            return declared, []
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
@@ -231,6 +235,27 @@ def scan_video(path: Path, score: bool) -> tuple[int, list[float]]:
     if count == 0:
         raise VideoError("OpenCV opened it but decoded no frame")
     return count, scores
+
+
+def _checked_frame_count(path: Path) -> int:
+    """The container's frame count when it proves true (the last frame decodes, and nothing after it), else 0.
+
+    Decoding every frame just to count them costs as much as the frames themselves; this costs one seek.
+    """
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if declared <= 0 or not capture.set(cv2.CAP_PROP_POS_FRAMES, declared - 1):
+            return 0
+        if int(capture.get(cv2.CAP_PROP_POS_FRAMES)) != declared - 1:
+            return 0
+        return declared if capture.grab() and not capture.grab() else 0
+    finally:
+        capture.release()
 
 
 ROTATIONS = {0: None, 90: "ROTATE_90_CLOCKWISE", 180: "ROTATE_180", 270: "ROTATE_90_COUNTERCLOCKWISE"}
