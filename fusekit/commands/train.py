@@ -112,7 +112,7 @@ def predict_command(
     from dataclasses import asdict
 
     from fusekit.train import predict
-    from fusekit.train.predict import render_predictions
+    from fusekit.train.inference import render_predictions
 
     results = predict(_workspace(), run, images, policy=policy, whole_image=whole_image)
     if as_json:

@@ -20,7 +20,7 @@ _EXPORTS = {
     "EvalReport": "fusekit.train.evaluate",
     "run_evaluate": "fusekit.train.evaluate",
     "compute_metrics": "fusekit.train.evaluate",
-    "predict": "fusekit.train.predict",
+    "predict": "fusekit.train.inference",
     "build_model": "fusekit.train.models",
     "MODELS": "fusekit.train.models",
     "status_lines": "fusekit.train.status",
@@ -33,4 +33,6 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'fusekit.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

@@ -135,4 +135,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if out.lr <= 0:
         raise ValueError("--lr must be positive")
+    from fusekit.train.decode import Augment
+
+    out.augment = Augment.parse(out.augment).describe()  # fails on a typo before anything is written
     return out

@@ -1,4 +1,5 @@
-"""`predict`: label the faces in a user's pictures with a trained run.
+"""`predict` (exported as `fusekit.train.predict`; the module is not named predict.py so that the package
+attribute stays the function): label the faces in a user's pictures with a trained run.
 
 Faces are found and aligned exactly as the pipeline aligned the training faces (`fusekit.faces.detect_and_align`,
 imported only here so that training never loads the detector), to the dataset's face size, then converted to the
