@@ -18,8 +18,8 @@ def crawl(
                                                          "(API key in $FLICKR_API_KEY)."),
     max_per_keyword: int = typer.Option(100, "--max-per-keyword", "-n",
                                         help="Pictures to keep per keyword, earlier runs included."),
-    keywords: Optional[Path] = typer.Option(None, "--keywords", help="Keyword file [default: ./keywords.yaml, "
-                                                                      "else the one shipped with fusekit]."),
+    keywords: Optional[Path] = typer.Option(None, "--keywords", help="Keyword file (default: ./keywords.yaml, "
+                                                                      "else the one shipped with fusekit)."),
     no_faces: bool = typer.Option(False, "--no-faces", help="Do not run face detection afterwards."),
     contact: Optional[str] = typer.Option(None, "--contact", envvar="FUSEKIT_CRAWL_CONTACT",
                                           help="Contact URL named in the User-Agent."),

@@ -331,13 +331,20 @@ def format_report(report: CrawlReport) -> str:
 
 
 def _faces_summary(faces: Any) -> str:
-    for name in ("summary", "describe"):
-        method = getattr(faces, name, None)
-        if callable(method):
-            return str(method())
-    fields = [f"{k} {getattr(faces, k)}" for k in ("images", "faces", "no_face", "rejected", "seconds")
-              if isinstance(getattr(faces, k, None), (int, float))]
-    return ", ".join(fields) if fields else "done"
+    """One line from the faces stage's report (read by attribute, so a change there degrades to less detail)."""
+    parts = []
+    for name, label in (("processed", "pictures looked at"), ("faces", "faces"), ("aligned", "aligned")):
+        value = getattr(faces, name, None)
+        if isinstance(value, int):
+            parts.append(f"{value:,} {label}")
+    rejects = getattr(faces, "rejects", None)
+    if isinstance(rejects, Counter):
+        detail = ", ".join(f"{r} {n:,}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
+        parts.append(f"{sum(rejects.values()):,} rejected" + (f" ({detail})" if detail else ""))
+    seconds = getattr(faces, "seconds", None)
+    if isinstance(seconds, float):
+        parts.append(f"{seconds:.1f} s")
+    return ", ".join(parts) if parts else "done"
 
 
 def status_lines(workspace: Workspace) -> list[str]:
