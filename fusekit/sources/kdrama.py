@@ -298,7 +298,8 @@ class KdramaTfrecords(Source):
         if len(positives) > 1:
             counts["multiple"] += 1
             return Record(**base, raw_label=raw, reject="multiple_labels",
-                          reject_detail=f"record {entry.index}: {len(positives)} positive labels ({', '.join(positives)}); "
+                          reject_detail=f"record {entry.index}: {len(positives)} positive labels "
+                                        f"({', '.join(positives)}); "
                                         f"only single-label rows are kept")
         extra: dict[str, Any] = {"tfrecord": name, "record": entry.index}
         if ids:

@@ -119,7 +119,8 @@ def _parse_xml(path: Path) -> ET.Element:
 def emotion_values(root: ET.Element) -> tuple[list[str], list[str]]:
     """The values of every ``<Metatag Name="Emotion">`` and the names of all metatags, case-insensitively.
 
-    >>> emotion_values(ET.fromstring('<Sample><Metatag Name="Gender" Value="Male"/><Metatag Name="Emotion" Value="4"/></Sample>'))
+    >>> xml = '<Sample><Metatag Name="Gender" Value="Male"/><Metatag Name="Emotion" Value="4"/></Sample>'
+    >>> emotion_values(ET.fromstring(xml))
     (['4'], ['Gender', 'Emotion'])
     """
     values, names = [], []
@@ -379,7 +380,8 @@ class MmiSessions(Source):
         except ValueError:
             self.rotate = -1
         if self.rotate not in ROTATIONS:
-            raise ConfigError(f"-o rotate= takes 0, 90, 180 or 270 (degrees clockwise), got {self.option('rotate', 0)!r}")
+            raise ConfigError(f"-o rotate= takes 0, 90, 180 or 270 (degrees clockwise), "
+                              f"got {self.option('rotate', 0)!r}")
         self.single = _is_session(self.anchor) and not _is_sessions_root(self.anchor)
 
     def _count_option(self, name: str, default: int) -> int:
@@ -430,7 +432,8 @@ class MmiSessions(Source):
                 yield Record(key=name, path=name, reject="stray_file", reject_detail=reason)
             else:
                 yield Record(key=name, path=name, reject="unrecognised_name",
-                             reject_detail="a file beside the session folders; MMI keeps every sample in Sessions/<id>/")
+                             reject_detail="a file beside the session folders; MMI keeps every sample in "
+                                           "Sessions/<id>/")
 
     def _note(self, what: str, session: str) -> None:
         self.counts[what] += 1
@@ -499,7 +502,8 @@ class MmiSessions(Source):
         stem = os.path.splitext(rel)[0]
         by_lower = {x.lower(): x for x in xmls}
         own = by_lower.get(f"{stem}.xml".lower())
-        annotated = [by_lower[a.lower()] for a in meta.annotations if a.lower() in by_lower and by_lower[a.lower()] != own]
+        annotated = [by_lower[a.lower()] for a in meta.annotations
+                     if a.lower() in by_lower and by_lower[a.lower()] != own]
         others = [x for x in xmls if x != own and x not in annotated]
         candidates: list[tuple[str, ET.Element | None, str | None]] = []
         for x in ([own] if own else []) + annotated:
@@ -660,7 +664,8 @@ class MmiSessions(Source):
         skipped = ("no session.xml", "an unreadable session.xml", "no <track view=...> in session.xml",
                    "several videos", "both a video and stills", "a media name without an S### subject prefix",
                    "the label read from session.xml", "the label read from another XML",
-                   "no -oao_aucs.xml (apex: middle frame)", "an -oao_aucs.xml without usable markers (apex: middle frame)")
+                   "no -oao_aucs.xml (apex: middle frame)",
+                   "an -oao_aucs.xml without usable markers (apex: middle frame)")
         for what in skipped:
             if c[what]:
                 self.notes.append(f"{c[what]:,} session(s) with {what} (e.g. {', '.join(self.examples[what])})")
