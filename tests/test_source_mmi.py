@@ -15,7 +15,7 @@ from PIL import Image
 from fusekit.config import IngestConfig
 from fusekit.errors import ConfigError, LayoutNotRecognised
 from fusekit.ingest import run_ingest
-from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
+from fusekit.records import IMAGES_SCHEMA, REJECT_REASONS, REJECTS_SCHEMA
 from fusekit.sources.mmi import scan_video, window
 from fusekit.workspace import Workspace
 
@@ -182,6 +182,7 @@ def test_every_session_that_gives_no_sample_says_why(default_run) -> None:
     assert detail["15/"] == "session 15 holds no video or still image; found: session.xml"
     assert "S010-001.xml: not well-formed XML" in detail["17/S010-001.avi"]
     assert report.rejected == 11
+    assert {r["reason"] for r in rejects.values()} <= set(REJECT_REASONS)
     notes = "\n".join(report.notes)
     assert "12 session folders: 9 with video, 2 with stills; 3 videos and 2 stills gave samples" in notes
     assert "1 session(s) with no session.xml (e.g. 10)" in notes
