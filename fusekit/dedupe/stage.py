@@ -1,0 +1,373 @@
+"""`fusekit dedupe`: every `faces` row -> one `decisions` row (keep, drop with a reason, or review).
+
+Steps: hash each faces unit once (cached in table `dedupe_hashes`, keyed by the faces unit's files and the hash
+version), apply the quality filters, group exact duplicates by the source face's pixel hash, search the pHashes
+(plain, mirrored and re-framed probes) within the Hamming threshold, confirm every candidate pair on the thumbnails,
+join pairs into groups, keep one face per group by the keep policy, flag label conflicts and test leakage.
+Decisions are recomputed as a whole on every run and written as unit `all`, so a rerun after new ingests equals a run
+from scratch and a rerun with other settings reverses earlier decisions. Source files are never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from fusekit.dedupe import confirm as confirm_mod
+from fusekit.dedupe import groups as groups_mod
+from fusekit.dedupe import hashing, search
+from fusekit.dedupe.quality import quality_reasons
+from fusekit.errors import ConfigError
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA
+from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+
+log = logging.getLogger(__name__)
+HASH_TABLE = "dedupe_hashes"
+UNIT = "all"
+CONFLICT_POLICIES = ("review", "drop", "keep")
+META_COLUMNS = ["id", "image_id", "dataset", "split", "label", "score", "face_width", "face_height", "pixel_sha256"]
+
+
+@dataclass(frozen=True)
+class DedupeConfig:
+    """Settings of `fusekit dedupe` (defaults measured in docs/dedupe.md)."""
+
+    threshold: int = 8  # Hamming radius of the pHash search (64 bits)
+    probes: bool = True  # also search with re-framed hashes (turned / cropped copies)
+    max_block_error: float = confirm_mod.DEFAULT_MAX_BLOCK_ERROR  # confirmation threshold
+    min_face: int = 32  # source face, shorter side, pixels
+    min_contrast: float = 5.0  # grey std below: blank
+    min_brightness: float = 25.0  # mean grey below: dark
+    min_sharpness: float = 0.15  # Laplacian std / grey std at 64x64 below: blurred
+    keep_order: tuple[str, ...] = ("test", "tier", "face", "score")
+    tiers: tuple[tuple[str, ...], ...] = groups_mod.DEFAULT_TIERS
+    conflicts: str = "review"  # review | drop | keep: what happens to the kept face of a label-conflict group
+    search_method: str = "auto"  # auto | flat | mih
+    workers: int = 2
+    rehash: bool = False  # ignore cached hashes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 32:
+            raise ConfigError(f"--threshold must be between 0 and 32 bits, got {self.threshold}")
+        if self.min_face < 0:
+            raise ConfigError(f"--min-face must be >= 0, got {self.min_face}")
+        if self.conflicts not in CONFLICT_POLICIES:
+            raise ConfigError(f"--conflicts must be one of {', '.join(CONFLICT_POLICIES)}, got {self.conflicts!r}")
+        unknown = [c for c in self.keep_order if c not in groups_mod.CRITERIA]
+        if unknown or len(set(self.keep_order)) != len(self.keep_order):
+            raise ConfigError(f"--keep-order takes a comma list of {', '.join(groups_mod.CRITERIA[:-1])}, "
+                              f"got {','.join(self.keep_order)}")
+        if self.search_method not in ("auto", "flat", "mih"):
+            raise ConfigError(f"unknown search method {self.search_method!r} (auto, flat, mih)")
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return tuple(c for c in self.keep_order if c != "id") + ("id",)
+
+
+@dataclass
+class DedupeReport:
+    faces: int = 0
+    kept: int = 0
+    review: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    groups: int = 0
+    grouped_faces: int = 0
+    conflicts: int = 0  # groups whose members carry different labels
+    cross_split_groups: int = 0
+    test_leakage_groups: int = 0
+    candidates: int = 0  # candidate pairs from the hash search
+    confirmed: int = 0
+    exact_pairs: int = 0
+    pair_matrix: dict[str, dict[str, int]] = field(default_factory=dict)  # duplicate pairs per pair of datasets
+    datasets: list[str] = field(default_factory=list)
+    hashed_units: list[str] = field(default_factory=list)
+    cached_units: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    conflict_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["dropped"] = dict(self.dropped)
+        return data
+
+
+# -- hashing with a per-unit cache ---------------------------------------------------------------------------------------
+
+def _faces_fingerprint(workspace: Workspace, unit: str) -> list[list[Any]]:
+    folder = workspace.unit_dir("faces", unit)
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.glob("part-*.parquet"))]
+
+
+def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig) -> tuple[pa.Table, bool]:
+    """The hashes of one faces unit, from the cache when its files and the hash version are unchanged."""
+    folder = workspace.unit_dir(HASH_TABLE, unit)
+    info_path, part = folder / "_unit.json", folder / "part-00000.parquet"
+    key = {"hash_version": hashing.HASH_VERSION, "faces": _faces_fingerprint(workspace, unit)}
+    if not config.rehash and info_path.is_file() and part.is_file():
+        if json.loads(info_path.read_text(encoding="utf-8")).get("key") == json.loads(json.dumps(key)):
+            return pq.read_table(part, schema=hashing.HASHES_SCHEMA), True
+    info_path.unlink(missing_ok=True)  # the marker goes first, so a crash below leaves no stale pair
+    tables = []
+    for path in sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet")):
+        faces = pq.read_table(path, columns=["id", "image"])
+        datas = [img["bytes"] if img else None for img in faces.column("image").to_pylist()]
+        tables.append(hashing.hash_images(datas, workers=config.workers).table(faces.column("id").to_pylist()))
+    table = pa.concat_tables(tables) if tables else hashing.HASHES_SCHEMA.empty_table()
+    write_parquet_atomic(table, part)
+    write_json_atomic({"key": key, "rows": table.num_rows}, info_path)
+    return table, False
+
+
+# -- the stage ---------------------------------------------------------------------------------------------------------
+
+def _live_units(workspace: Workspace) -> list[str]:
+    faces = workspace.units("faces")
+    images = set(workspace.units("images"))
+    return [u for u in faces if u in images] if images else faces
+
+
+def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> DedupeReport:
+    config = config or DedupeConfig()
+    workspace.ensure()
+    report = DedupeReport()
+    t0 = time.perf_counter()
+    units = _live_units(workspace)
+    metas, hashes = [], []
+    for unit in units:
+        meta = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=META_COLUMNS)
+        table, cached = unit_hashes(workspace, unit, config)
+        (report.cached_units if cached else report.hashed_units).append(unit)
+        # align cached rows with the faces rows by id (both come from the same files; the join makes it explicit)
+        index = pc.index_in(meta.column("id"), table.column("face_id"))
+        if index.null_count:
+            raise RuntimeError(f"hash cache of {unit} misses faces rows; rerun with --rehash")
+        metas.append(meta)
+        hashes.append(table.take(index))
+    meta = pa.concat_tables(metas) if metas else FACES_SCHEMA.empty_table().select(META_COLUMNS)
+    hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
+    meta, hashed = _drop_orphans(workspace, meta, hashed)
+    report.seconds["hash"] = round(time.perf_counter() - t0, 2)
+    decisions = decide(meta, hashed, config, report)
+    _write(workspace, decisions, config, report)
+    report.seconds["total"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def _drop_orphans(workspace: Workspace, meta: pa.Table, hashed: hashing.HashBatch):
+    """Faces whose images row is gone (a re-ingest) are ignored; the faces stage removes them on its next run."""
+    if not workspace.units("images") or not meta.num_rows:
+        return meta, hashed
+    image_ids = workspace.read("images", pa.schema([("id", pa.string())]), columns=["id"]).column("id")
+    live = pc.is_in(meta.column("image_id"), value_set=image_ids).to_numpy(zero_copy_only=False)
+    if live.all():
+        return meta, hashed
+    keep = np.flatnonzero(live)
+    h = hashed
+    return meta.take(keep), hashing.HashBatch(h.ok[keep], h.phash[keep], h.mirror[keep], h.thumbs[keep],
+                                              h.probes[keep], h.mean[keep], h.std[keep], h.sharpness[keep])
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).to_pylist(), dtype=object)
+
+
+def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeConfig):
+    """(a, b, mirrored) index triples, a < b, from the pHash search over the faces in ``live``."""
+    codes = hashed.phash[live]
+    queries = [codes, hashed.mirror[live]]
+    mirrored = [False, True]
+    if config.probes:
+        queries += [hashed.probes[live, k] for k in range(hashed.probes.shape[1])]
+        mirrored += [False] * hashed.probes.shape[1]
+    n = len(codes)
+    q, d = search.range_pairs(np.concatenate(queries), codes, config.threshold, config.search_method)
+    owner, kind = q % n, q // n
+    flag = np.asarray(mirrored)[kind]
+    a, b = np.minimum(owner, d), np.maximum(owner, d)
+    valid = a != b
+    a, b, flag = a[valid], b[valid], flag[valid]
+    # one row per (pair, orientation)
+    key = np.unique((a * n + b) * 2 + flag)
+    pair, flag = key // 2, (key % 2).astype(bool)
+    a, b = pair // n, pair % n
+    return live[a], live[b], flag
+
+
+def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, report: DedupeReport) -> pa.Table:
+    t = time.perf_counter()
+    n = meta.num_rows
+    report.faces = n
+    ids = _column(meta, "id")
+    datasets = _column(meta, "dataset")
+    splits = _column(meta, "split")
+    labels = _column(meta, "label")
+    shas = _column(meta, "pixel_sha256")
+    fw = meta.column("face_width").to_numpy(zero_copy_only=False).astype(np.float64)
+    fh = meta.column("face_height").to_numpy(zero_copy_only=False).astype(np.float64)
+    score = meta.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
+    reason = quality_reasons(np.fmin(fw, fh), hashed.ok, hashed.mean, hashed.std, hashed.sharpness,
+                             min_face=config.min_face, min_contrast=config.min_contrast,
+                             min_brightness=config.min_brightness, min_sharpness=config.min_sharpness)
+    live = np.flatnonzero(reason == None)  # noqa: E711
+
+    # exact duplicates: equal pixel hashes of the source face (a star of edges per hash)
+    ea, eb = _exact_edges(shas, live)
+    report.exact_pairs = len(ea)
+    # near duplicates: hash search, then confirmation
+    a, b, mirrored = candidate_pairs(hashed, live, config)
+    same = (shas[a] == shas[b]) & (shas[a] != None)  # noqa: E711 - already joined as exact duplicates
+    a, b, mirrored = a[~same], b[~same], mirrored[~same]
+    report.candidates = len(a)
+    report.seconds["search"] = round(time.perf_counter() - t, 2)
+    t = time.perf_counter()
+    accepted, _ = confirm_mod.confirm(hashed.thumbs[a], hashed.thumbs[b], mirrored, config.max_block_error)
+    report.confirmed = len(np.unique(a[accepted] * n + b[accepted]))
+    report.seconds["confirm"] = round(time.perf_counter() - t, 2)
+
+    edges_a = np.concatenate([ea, a[accepted]])
+    edges_b = np.concatenate([eb, b[accepted]])
+    comp = groups_mod.components(n, edges_a, edges_b) if n else np.zeros(0, np.int64)
+    sizes = np.bincount(comp, minlength=1) if n else np.zeros(0, np.int64)
+    in_group = (sizes[comp] > 1) if n else np.zeros(0, bool)
+    group = np.where(in_group, comp, -1)
+
+    is_test = splits == "test"
+    group_has_test = np.zeros(len(sizes), bool)
+    np.logical_or.at(group_has_test, comp[in_group & is_test], True)
+    id_rank = np.empty(n, np.int64)
+    id_rank[np.argsort(ids.astype(str), kind="stable")] = np.arange(n)
+    keys = groups_mod.sort_keys(config.order, is_test=is_test, tier=groups_mod.tier_of(datasets, config.tiers),
+                                face_area=np.nan_to_num(fw * fh), score=score, id_rank=id_rank)
+    kept, why = groups_mod.choose(group, config.order, keys)
+
+    # group facts: id (smallest face id), label conflict, splits spanned
+    group_id = np.full(n, None, dtype=object)
+    conflict = np.zeros(n, bool)
+    decision = np.full(n, "keep", dtype=object)
+    kept_id = np.full(n, None, dtype=object)
+    kept_why = np.full(n, None, dtype=object)
+    members = np.flatnonzero(in_group)
+    order = members[np.lexsort((id_rank[members], comp[members]))]
+    bounds = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
+    tiers_seen = groups_mod.tier_of(datasets, config.tiers)
+    for start, end in zip(bounds, np.r_[bounds[1:], len(order)]):
+        idx = order[start:end]  # a loop over groups, not pairs: each step is a few numpy calls on the group
+        gid = ids[idx[0]]
+        group_id[idx] = gid
+        labs = {lab for lab in labels[idx] if lab is not None}
+        spl = {s for s in splits[idx] if s is not None}
+        k = kept[idx[0]]
+        if len(labs) > 1:
+            conflict[idx] = True
+            report.conflicts += 1
+            if len(report.conflict_examples) < 20:
+                report.conflict_examples.append({"group": gid, "labels": sorted(labs), "size": int(len(idx))})
+        if len(spl) > 1:
+            report.cross_split_groups += 1
+        if group_has_test[comp[k]] and len(spl) > 1:
+            report.test_leakage_groups += 1
+        crit = config.order[why[k]] if why[k] >= 0 else "id"
+        text = groups_mod.WHY[crit]
+        if crit == "tier":
+            runner = min((i for i in idx if i != k), key=lambda i: tuple(keys[c][i] for c in config.order))
+            text = text.format(kept=groups_mod.TIER_NAMES[min(tiers_seen[k], 2)],
+                               other=groups_mod.TIER_NAMES[min(tiers_seen[runner], 2)])
+        kept_id[idx] = ids[k]
+        kept_why[idx] = text
+        for i in idx:
+            if i == k:
+                continue
+            decision[i] = "drop"
+            if group_has_test[comp[k]] and is_test[k] and not is_test[i]:
+                reason[i] = "test_leakage"
+            elif shas[i] is not None and shas[i] == shas[k]:
+                reason[i] = "exact_duplicate"
+            else:
+                reason[i] = "near_duplicate"
+        if len(labs) > 1 and config.conflicts != "keep":
+            decision[k] = "review" if config.conflicts == "review" else "drop"
+            reason[k] = "label_conflict"
+
+    quality_drop = np.array([r is not None for r in reason]) & ~in_group
+    decision[quality_drop] = "drop"
+    report.groups = len(bounds) if len(members) else 0
+    report.grouped_faces = int(len(members))
+    report.kept = int((decision == "keep").sum())
+    report.review = int((decision == "review").sum())
+    report.dropped = Counter(str(r) for r, d in zip(reason, decision) if d == "drop")
+    report.datasets = sorted(set(datasets.tolist()))
+    report.pair_matrix = _pair_matrix(comp[in_group], datasets[in_group])
+
+    detail = np.full(n, None, dtype=object)
+    for i in np.flatnonzero(quality_drop):
+        detail[i] = _quality_detail(reason[i], i, hashed, fw, fh)
+    rows = {
+        "face_id": ids, "dataset": datasets, "split": splits, "label": labels, "decision": decision,
+        "reason": reason, "detail": detail, "dup_group": group_id, "kept_id": kept_id, "kept_why": kept_why,
+        "conflict": conflict, "phash": np.array([hashing.to_hex(v) if ok else None
+                                                  for v, ok in zip(hashed.phash, hashed.ok)], dtype=object),
+        "hash_version": np.full(n, hashing.HASH_VERSION, dtype=object),
+    }
+    table = pa.Table.from_pydict({k: pa.array(v.tolist(), DECISIONS_SCHEMA.field(k).type) for k, v in rows.items()},
+                                 schema=DECISIONS_SCHEMA)
+    return table.take(pc.sort_indices(table, [("face_id", "ascending")]))
+
+
+def _quality_detail(reason: str, i: int, h: hashing.HashBatch, fw: np.ndarray, fh: np.ndarray) -> str:
+    return {
+        "too_small": f"source face {fw[i]:.0f}x{fh[i]:.0f} px",
+        "undecodable": "aligned crop bytes missing or unreadable",
+        "blank": f"grey std {h.std[i]:.1f}",
+        "dark": f"mean grey {h.mean[i]:.1f}",
+        "blurred": f"sharpness {h.sharpness[i]:.3f}",
+    }.get(reason, "")
+
+
+def _exact_edges(shas: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    have = live[np.array([shas[i] is not None for i in live], bool)] if len(live) else live
+    if not len(have):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, inverse = np.unique(shas[have].astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    inv = inverse[order]
+    first = np.r_[True, inv[1:] != inv[:-1]]
+    head = have[order][first][np.cumsum(first) - 1]
+    rest = ~first
+    return head[rest].astype(np.int64), have[order][rest].astype(np.int64)
+
+
+def _pair_matrix(comp: np.ndarray, datasets: np.ndarray) -> dict[str, dict[str, int]]:
+    """Duplicate pairs per pair of datasets: within a group of counts c_d, C(c_d, 2) pairs (d, d), c_d c_e (d, e)."""
+    counts: dict[int, Counter[str]] = {}
+    for g, d in zip(comp.tolist(), datasets.tolist()):
+        counts.setdefault(g, Counter())[d] += 1
+    matrix: dict[str, dict[str, int]] = {}
+    for c in counts.values():
+        names = sorted(c)
+        for i, x in enumerate(names):
+            for y in names[i:]:
+                pairs = c[x] * (c[x] - 1) // 2 if x == y else c[x] * c[y]
+                row = matrix.setdefault(x, {})
+                row[y] = row.get(y, 0) + pairs
+    return matrix
+
+
+def _write(workspace: Workspace, decisions: pa.Table, config: DedupeConfig, report: DedupeReport) -> None:
+    folder = workspace.unit_dir("decisions", UNIT)
+    write_parquet_atomic(decisions, folder / "part-00000.parquet")
+    for stale in folder.glob("part-*.parquet"):
+        if stale.name != "part-00000.parquet":
+            stale.unlink()
+    info = {"stage": "dedupe", "config": asdict(config), "hash_version": hashing.HASH_VERSION,
+            "report": report.to_json()}
+    write_json_atomic(info, folder / "_unit.json")
