@@ -215,12 +215,14 @@ def _digests(ws: Workspace) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_two_builds_give_byte_identical_shards(tmp_path):
+def test_two_builds_give_byte_identical_shards(tmp_path, monkeypatch):
+    from fusekit.balance import emit
+
     a, _, _ = _corpus_with_decisions(tmp_path / "a", seed=2)
     b, _, _ = _corpus_with_decisions(tmp_path / "b", seed=2)
-    cfg = BalanceConfig(seed=9, max_shard_bytes=80_000, workers=2)
-    run_balance(a, cfg)
-    run_balance(b, BalanceConfig(seed=9, max_shard_bytes=80_000, workers=1))  # thread count does not matter
+    run_balance(a, BalanceConfig(seed=9, max_shard_bytes=80_000, workers=1))
+    monkeypatch.setattr(emit, "POOL_MIN_COPIES", 1)  # copies made in 2 worker processes: same bytes
+    run_balance(b, BalanceConfig(seed=9, max_shard_bytes=80_000, workers=2))
     assert _digests(a) == _digests(b) and len(_digests(a)) > 2
     assert (a.root / "dataset" / "README.md").read_bytes() == (b.root / "dataset" / "README.md").read_bytes()
     run_balance(b, BalanceConfig(seed=10, max_shard_bytes=80_000))

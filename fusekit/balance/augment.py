@@ -70,14 +70,39 @@ def format_ops(ops: list[tuple[str, float]]) -> list[str]:
             for op, value in ops]
 
 
+def _decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("L") if opened.mode in ("L", "LA", "I", "I;16", "1") else opened.convert("RGB")
+
+
+def _encode(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    # PNG like the originals (a lossy format only on copies would be a cue a model could learn); level 1 because
+    # encoding is most of a copy's cost and the higher levels save little on noisy face crops.
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
 def augment(data: bytes, parent_id: str, copy: int, *, seed: int, enabled: tuple[str, ...],
             max_rotation: float = 5.0, jitter: float = 0.25) -> tuple[bytes, list[str]]:
     """One augmented copy of an encoded face: (PNG bytes, ops as strings)."""
-    with Image.open(io.BytesIO(data)) as opened:
-        image = opened.convert("L") if opened.mode in ("L", "LA", "I", "I;16", "1") else opened.convert("RGB")
-    rng = copy_rng(seed, parent_id, copy)
-    ops = draw_ops(rng, enabled, max_rotation, jitter, grey=image.mode == "L")
-    out = apply_ops(image, ops)
-    buf = io.BytesIO()
-    out.save(buf, format="PNG", compress_level=3)
-    return buf.getvalue(), format_ops(ops)
+    return augment_copies(data, parent_id, [copy], seed=seed, enabled=enabled, max_rotation=max_rotation,
+                          jitter=jitter)[0]
+
+
+def augment_copies(data: bytes, parent_id: str, copies: list[int], *, seed: int, enabled: tuple[str, ...],
+                   max_rotation: float = 5.0, jitter: float = 0.25) -> list[tuple[bytes, list[str]]]:
+    """Several copies of one face, decoding it once; each copy is what ``augment`` gives for its number."""
+    image = _decode(data)
+    out = []
+    for copy in copies:
+        ops = draw_ops(copy_rng(seed, parent_id, copy), enabled, max_rotation, jitter, grey=image.mode == "L")
+        out.append((_encode(apply_ops(image, ops)), format_ops(ops)))
+    return out
+
+
+def augment_job(job: tuple) -> list[tuple[bytes, list[str]]]:
+    """``augment_copies`` with its arguments in one picklable tuple (for a process pool)."""
+    data, parent_id, copies, seed, enabled, max_rotation, jitter = job
+    return augment_copies(data, parent_id, copies, seed=seed, enabled=enabled, max_rotation=max_rotation,
+                          jitter=jitter)

@@ -12,7 +12,6 @@ import shutil
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from fusekit import __version__
-from fusekit.balance import augment as aug
 from fusekit.balance.config import BalanceConfig
 from fusekit.balance.resample import class_weights, plan_resample
-from fusekit.balance.shards import ShardStats, ShardWriter, shard_schema
+from fusekit.balance.emit import PlannedRow, write_splits
+from fusekit.balance.shards import ShardStats, shard_schema
 from fusekit.balance.splits import assign_splits
 from fusekit.errors import UserError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS
@@ -33,7 +32,6 @@ from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, write_json_atomic
 
 FACE_COLUMNS = ["id", "image_id", "dataset", "split", "subject", "group", "label", "terms"]
-BATCH_ROWS = 512
 
 
 @dataclass
@@ -89,7 +87,7 @@ class _Inputs:
     has_decisions: bool
 
 
-def _read_inputs(workspace: Workspace) -> tuple[_Inputs, pads.Dataset]:
+def _read_inputs(workspace: Workspace) -> _Inputs:
     files = _part_files(workspace, "faces")
     if not files:
         raise UserError(f"the workspace {workspace.root} has no faces: run `fusekit ingest NAME --source PATH` "
@@ -103,7 +101,7 @@ def _read_inputs(workspace: Workspace) -> tuple[_Inputs, pads.Dataset]:
         table = workspace.read("decisions", DECISIONS_SCHEMA, units=["all"],
                                columns=["face_id", "decision", "reason", "dup_group", "phash"])
         decision = {r[0]: r[1:] for r in zip(*(table.column(c).to_pylist() for c in table.column_names))}
-    return _Inputs(faces, decision, has), dataset
+    return _Inputs(faces, decision, has)
 
 
 def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
@@ -187,13 +185,7 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
     return table.sort_by("id")
 
 
-@dataclass
-class _Row:
-    meta: int  # index into the selected table
-    copy: int  # 0 for the original face, n for its n-th augmented copy
-
-
-def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> dict[str, list[_Row]]:
+def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> dict[str, list[PlannedRow]]:
     classes = report.classes
     class_id = {c: i for i, c in enumerate(classes)}
     cols = {c: selected.column(c).to_pylist() for c in ("dataset", "image_id", "subject", "group", "dup_group",
@@ -209,10 +201,10 @@ def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> d
         report.left_out[f"split leak: {reason.replace('_', ' ')}"] += count
     report.carved = result.carved
     report.notes.extend(result.notes)
-    rows: dict[str, list[_Row]] = {s: [] for s in SPLITS}
+    rows: dict[str, list[PlannedRow]] = {s: [] for s in SPLITS}
     train = np.array([i for i, s in enumerate(result.split) if s == "train"], dtype=np.int64)
     for s in ("val", "test"):
-        rows[s] = [_Row(i, 0) for i, x in enumerate(result.split) if x == s]
+        rows[s] = [PlannedRow(i, 0) for i, x in enumerate(result.split) if x == s]
     for i in train:
         report.train_before[cols["label"][i]] += 1
     plan = plan_resample(labels[train], len(classes), strategy=config.strategy, target=config.target,
@@ -221,7 +213,7 @@ def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> d
     report.notes.extend(plan.notes)
     for k, short in sorted(plan.short.items()):
         report.notes.append(f"{classes[k]}: {short:,} rows short of the target {plan.target:,} (--max-copies)")
-    train_rows = [_Row(int(train[j]), 0) for j in plan.keep] + [_Row(int(train[j]), c) for j, c in plan.copies]
+    train_rows = [PlannedRow(int(train[j]), 0) for j in plan.keep] + [PlannedRow(int(train[j]), c) for j, c in plan.copies]
     for k, n in sorted(plan.dropped.items()):
         report.left_out[f"down-sampled: {classes[k]}"] += n
     if not config.augment and plan.copies:
@@ -232,50 +224,32 @@ def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> d
     return rows
 
 
-def _batches(rows: list[_Row], size: int):
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+def _row_maker(cols: dict[str, list[Any]], classes: list[str], report: BalanceReport):
+    """The function that turns a planned row and its image into a shard row (and counts it in the report)."""
+    class_id = {c: i for i, c in enumerate(classes)}
 
+    def make(split: str, row: PlannedRow, image: dict[str, Any], ops: list[str]) -> dict[str, Any]:
+        m = row.meta
+        face_id, label, dataset = cols["id"][m], cols["label"][m], cols["dataset"][m]
+        copy = row.copy > 0
+        source_id = f"{face_id}~aug{row.copy:03d}" if copy else face_id
+        (report.augmented if copy else report.after)[(dataset, label)] += 1
+        report.split_counts[(split, label)] += 1
+        return {
+            "image": {"bytes": image["bytes"], "path": image["path"] or f"{source_id}.png"},
+            "label": class_id[label],
+            "label_name": label,
+            "dataset": dataset,
+            "source_id": source_id,
+            "subject": cols["subject"][m],
+            "split": split,
+            "augmented": copy,
+            "ops": ops,
+            "parent_id": face_id if copy else None,
+            "phash": None if copy else cols["phash"][m],
+        }
 
-def _write_split(split: str, rows: list[_Row], cols: dict[str, list[Any]], images: pads.Dataset,
-                 writer: ShardWriter, config: BalanceConfig, pool: ThreadPoolExecutor, report: BalanceReport) -> None:
-    class_id = {c: i for i, c in enumerate(report.classes)}
-    positions = cols["pos"]
-    for batch in _batches(rows, BATCH_ROWS):
-        wanted = sorted({positions[r.meta] for r in batch})
-        taken = images.take(pa.array(wanted, type=pa.int64()), columns=["image"]).column("image").to_pylist()
-        image_at = dict(zip(wanted, taken))
-
-        def make(row: _Row) -> tuple[dict[str, Any], list[str]]:
-            source = image_at[positions[row.meta]]
-            face_id = cols["id"][row.meta]
-            if row.copy == 0:
-                return {"bytes": source["bytes"], "path": source["path"] or f"{face_id}.png"}, []
-            data, ops = aug.augment(source["bytes"], face_id, row.copy, seed=config.seed, enabled=config.augment,
-                                    max_rotation=config.max_rotation, jitter=config.jitter)
-            return {"bytes": data, "path": f"{face_id}~aug{row.copy:03d}.png"}, ops
-
-        made = list(pool.map(make, batch)) if any(r.copy for r in batch) else [make(r) for r in batch]
-        out: dict[str, list[Any]] = {c: [] for c in ("image", "label", "label_name", "dataset", "source_id",
-                                                     "subject", "split", "augmented", "ops", "parent_id", "phash")}
-        for row, (image, ops) in zip(batch, made):
-            m = row.meta
-            face_id, label, dataset = cols["id"][m], cols["label"][m], cols["dataset"][m]
-            copy = row.copy > 0
-            out["image"].append(image)
-            out["label"].append(class_id[label])
-            out["label_name"].append(label)
-            out["dataset"].append(dataset)
-            out["source_id"].append(f"{face_id}~aug{row.copy:03d}" if copy else face_id)
-            out["subject"].append(cols["subject"][m])
-            out["split"].append(split)
-            out["augmented"].append(copy)
-            out["ops"].append(ops)
-            out["parent_id"].append(face_id if copy else None)
-            out["phash"].append(None if copy else cols["phash"][m])
-            (report.augmented if copy else report.after)[(dataset, label)] += 1
-            report.split_counts[(split, label)] += 1
-        writer.write(pa.table(out, schema=writer.schema))
+    return make
 
 
 def _swap(built: Path, out: Path) -> None:
@@ -301,7 +275,7 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
     out = workspace.root / "dataset"
     report = BalanceReport(out=out, classes=list(CLASSES[:config.classes]), config=config)
     fingerprint = inputs_fingerprint(workspace)
-    inputs, images = _read_inputs(workspace)
+    inputs = _read_inputs(workspace)
     report.decisions = inputs.has_decisions
     selected = _select(inputs, config, report)
     report.used = selected.num_rows
@@ -313,18 +287,15 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
     cols = {c: selected.column(c).to_pylist() for c in ("id", "pos", "label", "dataset", "subject", "phash")}
     built = workspace.root / f".dataset-{uuid.uuid4().hex}"
     (built / "data").mkdir(parents=True)
-    schema = shard_schema(report.classes)
     from fusekit import progress
 
-    with ThreadPoolExecutor(config.workers) as pool, progress.bar(sum(map(len, rows.values())), "balance") as bar:
-        for split in SPLITS:
-            if not rows[split]:
-                continue
-            writer = ShardWriter(built / "data", split, schema, config.max_shard_bytes, config.row_group_bytes)
-            for batch in _batches(rows[split], BATCH_ROWS * 8):
-                _write_split(split, batch, cols, images, writer, config, pool, report)
-                bar.update(len(batch))
-            report.shards[split] = writer.finish()
+    with progress.bar(sum(map(len, rows.values())), "balance") as bar:
+        report.shards = write_splits(files=_part_files(workspace, "faces"), rows=rows, cols=cols,
+                                     make_row=_row_maker(cols, report.classes, report),
+                                     schema=shard_schema(report.classes), folder=built / "data",
+                                     max_shard_bytes=config.max_shard_bytes, row_group_bytes=config.row_group_bytes,
+                                     seed=config.seed, augment=config.augment, max_rotation=config.max_rotation,
+                                     jitter=config.jitter, workers=config.workers, progress=bar.update)
     if not rows["train"]:
         report.notes.append("the training split is empty")
     train_counts = np.array([report.split_counts[("train", c)] for c in report.classes])
