@@ -86,4 +86,26 @@ def status(workspace: Workspace) -> list[DatasetStatus]:
     return [result[k] for k in sorted(result)]
 
 
+# The later stages' status sections, in pipeline order: (title, module, function). Imported only when asked.
+STAGE_STATUS = (
+    ("faces", "fusekit.faces.summary", "status_lines"),
+    ("crawl", "fusekit.crawl.stage", "status_lines"),
+    ("dedupe", "fusekit.dedupe.report", "status_lines"),
+    ("dataset", "fusekit.balance.stage", "status_lines"),
+    ("runs", "fusekit.train.status", "status_lines"),
+)
+
+
+def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
+    """What each later stage says about the workspace (sections with nothing to say are left out)."""
+    import importlib
+
+    sections = []
+    for title, module, function in STAGE_STATUS:
+        lines = getattr(importlib.import_module(module), function)(workspace)
+        if lines:
+            sections.append((title, list(lines)))
+    return sections
+
+
 __all__ = ["ingest", "datasets", "remove", "status", "IngestConfig", "Workspace"]

@@ -136,7 +136,7 @@ def status() -> None:
     from fusekit import api, render
 
     workspace = _workspace()
-    _echo(render.status_report(api.status(workspace), str(workspace.root)))
+    _echo(render.status_report(api.status(workspace), str(workspace.root), api.stage_status(workspace)))
 
 
 @app.command()

@@ -78,8 +78,9 @@ def datasets_table(entries: Sequence[DatasetEntry]) -> str:
     return "\n".join(out)
 
 
-def status_report(entries: Sequence[DatasetStatus], root: str) -> str:
-    if not entries:
+def status_report(entries: Sequence[DatasetStatus], root: str,
+                  sections: Sequence[tuple[str, Sequence[str]]] = ()) -> str:
+    if not entries and not sections:
         return f"workspace {root} holds no data yet: start with `fusekit ingest NAME --source PATH` or `fusekit demo`"
     out = [f"workspace {root}"]
     for entry in entries:
@@ -89,4 +90,8 @@ def status_report(entries: Sequence[DatasetStatus], root: str) -> str:
             out.append(split_label_table(entry.counts))
         if entry.rejects:
             out.append(f"rejected {sum(entry.rejects.values()):,}: {_reasons(entry.rejects)}")
+    for title, lines in sections:
+        out.append("")
+        out.append(f"== {title} ==")
+        out.extend(lines)
     return "\n".join(out)
