@@ -80,7 +80,7 @@ def datasets_table(entries: Sequence[DatasetEntry]) -> str:
 
 def status_report(entries: Sequence[DatasetStatus], root: str,
                   sections: Sequence[tuple[str, Sequence[str]]] = ()) -> str:
-    if not entries and not sections:
+    if not entries:  # nothing ingested or crawled: later stages have nothing to say either
         return f"workspace {root} holds no data yet: start with `fusekit ingest NAME --source PATH` or `fusekit demo`"
     out = [f"workspace {root}"]
     for entry in entries:
