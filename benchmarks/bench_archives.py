@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusekit.archives import ExtractLimits, extract  # noqa: E402
+from fusekit.archives import ExtractLimits, archive_digest, extract  # noqa: E402
 from fusekit.manifests import resolve  # noqa: E402
 from fusekit.sources.affectnet import AffectNetOfficial  # noqa: E402
 
@@ -66,26 +66,28 @@ def bench_extraction(work: Path, files: int) -> None:
     for label, archive, cli in (("zip", zpath, ["unzip", "-q", "-o", str(zpath), "-d"]),
                                 ("tar.gz", tpath, ["tar", "-xzf", str(tpath), "-C"])):
         out = work / f"out-{label}"
-        shutil.rmtree(out, ignore_errors=True)
-        # Hash once so that the figure is the extraction (a rerun reads the digest from the cache, as users do).
-        ours = timed(lambda: extract(archive, out / "fusekit", limits))
-        ours_total = ours
-        shutil.rmtree(out / "fusekit", ignore_errors=True)
-        (out / "fusekit").mkdir(parents=True)
-        ours = timed(lambda: extract(archive, out / "fusekit", limits))
-        target = out / "cli"
-        target.mkdir(parents=True)
-        tool = timed(lambda: subprocess.run(cli + [str(target)], check=True)) if shutil.which(cli[0]) else float("nan")
-        std = out / "stdlib"
-        std.mkdir()
-        if label == "zip":
-            stdlib = timed(lambda: zipfile.ZipFile(archive).extractall(std))
-        else:
-            stdlib = timed(lambda: tarfile.open(archive).extractall(std, filter="data"))
+        hashed = timed(lambda: archive_digest(archive, work / "digests.json"))
+        runs: dict[str, list[float]] = {"fusekit": [], "cli": [], "stdlib": []}
+        for attempt in range(2):  # best of two for each tool, interleaved, so that a busy moment hurts none alone
+            base = out / str(attempt)
+            (base / "fusekit").mkdir(parents=True)
+            shutil.copy(work / "digests.json", base / "fusekit" / "_archives.json")  # the figure is the extraction
+            runs["fusekit"].append(timed(lambda: extract(archive, base / "fusekit", limits)))
+            (base / "cli").mkdir()
+            if shutil.which(cli[0]):
+                runs["cli"].append(timed(lambda: subprocess.run(cli + [str(base / "cli")], check=True)))
+            (base / "stdlib").mkdir()
+            if label == "zip":
+                runs["stdlib"].append(timed(lambda: zipfile.ZipFile(archive).extractall(base / "stdlib")))
+            else:
+                runs["stdlib"].append(timed(lambda: tarfile.open(archive).extractall(base / "stdlib", filter="data")))
+            shutil.rmtree(base)
+        ours, tool, stdlib = min(runs["fusekit"]), min(runs["cli"] or [float("nan")]), min(runs["stdlib"])
         mb = total / 1e6
-        print(f"extract {label}: {files:,} files, {mb:,.0f} MB: fusekit {ours:.2f} s ({mb / ours:,.0f} MB/s; "
-              f"{ours_total:.2f} s with the first sha256), {cli[0]} {tool:.2f} s (fusekit/{cli[0]} = "
-              f"{ours / tool:.2f}x time), stdlib extractall {stdlib:.2f} s (fusekit/stdlib = {ours / stdlib:.2f}x time)")
+        print(f"extract {label}: {files:,} files, {mb:,.0f} MB: fusekit {ours:.2f} s ({mb / ours:,.0f} MB/s, checks "
+              f"included; the one-off sha256 naming the folder adds {hashed:.2f} s), {cli[0]} {tool:.2f} s "
+              f"(fusekit/{cli[0]} = {ours / tool:.2f}x time), stdlib extractall {stdlib:.2f} s "
+              f"(fusekit/stdlib = {ours / stdlib:.2f}x time)")
 
 
 def make_lists(root: Path, rows: int) -> Path:
