@@ -35,7 +35,7 @@ _MAPS: list[scipy.sparse.csr_matrix] | None = None
 def _maps() -> list[scipy.sparse.csr_matrix]:
     global _MAPS
     if _MAPS is None:
-        _MAPS = [scipy.sparse.csr_matrix(resample_matrix(*p, side=SIDE).astype(np.float32)) for p in PROBES]
+        _MAPS = [resample_matrix(*p, side=SIDE).astype(np.float32) for p in PROBES]
     return _MAPS
 
 

@@ -158,8 +158,10 @@ PROBES: tuple[tuple[float, float, float, float], ...] = (  # (degrees, zoom, shi
 )
 
 
-def resample_matrix(degrees: float, zoom: float, dx: float, dy: float, side: int = REDUCED) -> np.ndarray:
-    """Dense (side*side, side*side) bilinear map: output pixel <- input turned about the centre, zoomed, shifted."""
+def resample_matrix(degrees: float, zoom: float, dx: float, dy: float, side: int = REDUCED):
+    """Sparse (side*side, side*side) bilinear map: output pixel <- input turned about the centre, zoomed, shifted."""
+    import scipy.sparse
+
     c = (side - 1) / 2
     yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
     a = np.deg2rad(degrees)
@@ -168,11 +170,13 @@ def resample_matrix(degrees: float, zoom: float, dx: float, dy: float, side: int
     sy = np.clip(-np.sin(a) * u + np.cos(a) * v + c, 0, side - 1)
     x0, y0 = np.minimum(np.floor(sx).astype(int), side - 2), np.minimum(np.floor(sy).astype(int), side - 2)
     fx, fy = sx - x0, sy - y0
-    m = np.zeros((side * side, side * side))
-    rows = np.arange(side * side)
+    rows, cols, vals = [], [], []
     for ox, oy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(m, (rows, ((y0 + oy) * side + x0 + ox).ravel()), w.ravel())
-    return m
+        rows.append(np.arange(side * side))
+        cols.append(((y0 + oy) * side + x0 + ox).ravel())
+        vals.append(w.ravel())
+    shape = (side * side, side * side)
+    return scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
 
 
 def _dct_matrix(n: int = REDUCED, k: int = HASH_SIZE) -> np.ndarray:
@@ -185,7 +189,7 @@ def _probe_weights() -> np.ndarray:
     """(1024, 64 * len(PROBES)): thumbnail -> low 8x8 DCT coefficients of every probe."""
     d = _dct_matrix()
     low = np.einsum("ui,vj->uvij", d, d).reshape(HASH_SIZE * HASH_SIZE, REDUCED * REDUCED)  # rows: (u=y, v=x)
-    return np.concatenate([(low @ resample_matrix(*p)).T for p in PROBES], axis=1).astype(np.float32)
+    return np.concatenate([(resample_matrix(*p).T @ low.T) for p in PROBES], axis=1).astype(np.float32)
 
 
 _PROBE_W: np.ndarray | None = None

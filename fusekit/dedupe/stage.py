@@ -265,7 +265,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
         gid = ids[idx[0]]
         group_id[idx] = gid
         labs = {lab for lab in labels[idx] if lab is not None}
-        spl = {s for s in splits[idx] if s is not None}
+        spl = {s or "none" for s in splits[idx]}  # a crawled face has no split
         k = kept[idx[0]]
         if len(labs) > 1:
             conflict[idx] = True

@@ -1,0 +1,147 @@
+"""dedupe stage: quality filters, exact/near groups, keep policy, leakage, conflicts, reruns, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+
+import imagehash
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageFilter, ImageOps
+
+from fusekit.dedupe import DedupeConfig, run_dedupe, status_lines
+from fusekit.dedupe import hashing, search, synthetic
+from fusekit.dedupe.report import render_summary
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA
+from fusekit.workspace import Workspace, write_parquet_atomic
+from helpers import call_cli
+
+
+def face_row(fid: str, img: Image.Image, dataset: str = "fer2013", split: str = "train", label: str = "happy",
+             face: int = 112, score: float = 0.99, sha: str | None = None) -> dict:
+    return {
+        "id": fid, "image_id": fid.split("#")[0], "face_index": 0, "dataset": dataset, "variant": "v", "split": split,
+        "label": label, "label_id": 0, "label_source": "dataset", "image": {"bytes": synthetic.encode(img),
+                                                                          "path": f"{fid}.png"},
+        "size": img.width, "aligned": True, "policy": "given_box", "method": "given_box", "score": score,
+        "source_width": face, "source_height": face, "face_width": face, "face_height": face,
+        "pixel_sha256": sha or hashlib.sha256(img.tobytes()).hexdigest(),
+    }
+
+
+def write_faces(ws: Workspace, unit: str, rows: list[dict]) -> None:
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=FACES_SCHEMA), ws.unit_dir("faces", unit) / "part-00000.parquet")
+
+
+def decisions(ws: Workspace) -> dict[str, dict]:
+    rows = ws.read("decisions", DECISIONS_SCHEMA).to_pylist()
+    return {r["face_id"]: r for r in rows}
+
+
+def test_phash_equals_imagehash_and_mirror():
+    imgs = [synthetic.face(i) for i in range(12)]
+    batch = hashing.hash_images([synthetic.encode(im) for im in imgs])
+    for im, value, mirror in zip(imgs, batch.phash, batch.mirror):
+        assert hashing.to_hex(value) == str(imagehash.phash(im))
+        reduced = Image.fromarray(np.asarray(im.convert("L").resize((32, 32), Image.LANCZOS)))
+        assert hashing.to_hex(mirror) == str(imagehash.phash(ImageOps.mirror(reduced)))
+        assert imagehash.hex_to_hash(hashing.to_hex(mirror)) - imagehash.phash(ImageOps.mirror(im)) <= 4
+
+
+def test_search_methods_equal_brute_force():
+    rng = np.random.default_rng(0)
+    db = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True)
+    flips = np.zeros(600, np.uint64)
+    for j in range(600):
+        for bit in rng.choice(64, int(rng.integers(0, 11)), replace=False):
+            flips[j] |= np.uint64(1) << np.uint64(int(bit))
+    db[:600] = db[rng.integers(600, 3000, 600)] ^ flips
+    queries = np.concatenate([db, db[:500] ^ np.uint64(0xF0F0)])
+    for radius in (0, 4, 8, 10):
+        ref = set(zip(*search.brute_pairs(queries, db, radius)))
+        assert set(zip(*search.range_pairs(queries, db, radius, "flat"))) == ref
+        assert set(zip(*search.range_pairs(queries, db, radius, "mih"))) == ref
+        if radius >= 8:
+            assert len(ref) > len(queries)  # self-matches, planted copies, the shifted queries
+
+
+def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
+    ws = Workspace(tmp_path / "ws").ensure()
+    rng = np.random.default_rng(1)
+    base = [synthetic.face(100 + i) for i in range(6)]
+    lab = [face_row("kdef/v/a0#0", base[0], "kdef", "train", face=200)]
+    web = [
+        face_row("fer2013/v/a0#0", base[0], "fer2013", "train", face=48),  # exact copy of the kdef face
+        face_row("fer2013/v/a1#0", synthetic.transform(base[1], "jpeg", rng), "fer2013", "train", face=48),
+        face_row("fer2013/v/a2#0", base[2], "fer2013", "test", face=48),  # official test face
+        face_row("fer2013/v/a3#0", base[3], "fer2013", "train", label="sad", face=48),
+        face_row("fer2013/v/small#0", base[4], "fer2013", "train", face=20),
+        face_row("fer2013/v/blank#0", Image.new("RGB", (112, 112), (120, 120, 120)), "fer2013"),
+        face_row("fer2013/v/dark#0", Image.eval(base[5], lambda v: v // 6), "fer2013"),
+        face_row("fer2013/v/blur#0", base[5].filter(ImageFilter.GaussianBlur(4)), "fer2013"),
+    ]
+    crawl = [
+        face_row("crawl/bing/c1#0", ImageOps.mirror(base[1]), "crawl", None, face=300),  # mirrored copy
+        face_row("crawl/bing/c2#0", synthetic.transform(base[2], "brightness", rng), "crawl", None, face=300),
+        face_row("crawl/bing/c3#0", synthetic.transform(base[3], "resize", rng), "crawl", None, label="happy"),
+    ]
+    write_faces(ws, "kdef--v", lab)
+    write_faces(ws, "fer2013--v", web)
+    write_faces(ws, "crawl--bing", crawl)
+    report = run_dedupe(ws, DedupeConfig())
+    d = decisions(ws)
+    assert len(d) == 12 and report.faces == 12
+    assert {k: d[k]["reason"] for k in ("fer2013/v/small#0", "fer2013/v/blank#0", "fer2013/v/dark#0",
+                                        "fer2013/v/blur#0")} == {
+        "fer2013/v/small#0": "too_small", "fer2013/v/blank#0": "blank", "fer2013/v/dark#0": "dark",
+        "fer2013/v/blur#0": "blurred"}
+    # exact: the lab copy is kept over the web copy
+    assert d["kdef/v/a0#0"]["decision"] == "keep" and d["kdef/v/a0#0"]["kept_why"] == "lab dataset before web dataset"
+    assert (d["fer2013/v/a0#0"]["decision"], d["fer2013/v/a0#0"]["reason"]) == ("drop", "exact_duplicate")
+    assert d["fer2013/v/a0#0"]["dup_group"] == "fer2013/v/a0#0" and d["fer2013/v/a0#0"]["kept_id"] == "kdef/v/a0#0"
+    # near, mirrored: web before crawl even though the crawled face is larger
+    assert d["fer2013/v/a1#0"]["decision"] == "keep"
+    assert (d["crawl/bing/c1#0"]["decision"], d["crawl/bing/c1#0"]["reason"]) == ("drop", "near_duplicate")
+    # test leakage: the official test face is kept
+    assert d["fer2013/v/a2#0"]["decision"] == "keep" and d["fer2013/v/a2#0"]["kept_why"] == "official test split"
+    assert d["crawl/bing/c2#0"]["reason"] == "test_leakage"
+    # label conflict: nothing of the group goes to training
+    assert d["fer2013/v/a3#0"]["decision"] == "review" and d["fer2013/v/a3#0"]["reason"] == "label_conflict"
+    assert d["crawl/bing/c3#0"]["decision"] == "drop" and d["crawl/bing/c3#0"]["conflict"]
+    assert report.conflicts == 1 and report.groups == 4 and report.test_leakage_groups == 1
+    assert report.pair_matrix["crawl"]["fer2013"] == 3 and report.pair_matrix["fer2013"]["kdef"] == 1
+    assert d["kdef/v/a0#0"]["phash"] == str(imagehash.phash(base[0]))
+    first = ws.read("decisions", DECISIONS_SCHEMA)
+
+    # a rerun uses the cached hashes and gives the same table
+    again = run_dedupe(ws, DedupeConfig())
+    assert again.cached_units == ["crawl--bing", "fer2013--v", "kdef--v"] and not again.hashed_units
+    assert ws.read("decisions", DECISIONS_SCHEMA).equals(first)
+    # other settings reverse decisions: face size first keeps the crawled copy; conflicts kept; no size floor
+    run_dedupe(ws, DedupeConfig(keep_order=("face", "tier"), conflicts="keep", min_face=0))
+    d2 = decisions(ws)
+    assert d2["crawl/bing/c1#0"]["decision"] == "keep" and d2["crawl/bing/c1#0"]["kept_why"] == "larger source face"
+    assert d2["fer2013/v/a1#0"]["reason"] == "near_duplicate"
+    assert d2["crawl/bing/c3#0"]["decision"] == "keep" and d2["crawl/bing/c3#0"]["conflict"]
+    assert d2["fer2013/v/small#0"]["decision"] == "keep"
+
+    # a new unit later: the result equals a run from scratch over all units
+    write_faces(ws, "jaffe--v", [face_row("jaffe/v/j1#0", synthetic.transform(base[1], "grey", rng), "jaffe")])
+    run_dedupe(ws, DedupeConfig())
+    incremental = ws.read("decisions", DECISIONS_SCHEMA)
+    assert decisions(ws)["jaffe/v/j1#0"]["decision"] == "keep"
+    assert decisions(ws)["fer2013/v/a1#0"]["reason"] == "near_duplicate"
+    run_dedupe(ws, DedupeConfig(rehash=True))
+    assert ws.read("decisions", DECISIONS_SCHEMA).equals(incremental)
+
+    lines = status_lines(ws)
+    assert lines[0].startswith("dedupe: 13 faces, 3 kept, 1 to review, 9 dropped")
+    assert "test_leakage 1" in lines[0] and "blurred 1" in lines[0]
+    assert "duplicate pairs per pair of datasets" in render_summary(ws)
+
+    code, out, err = call_cli(capsys, "dedupe", "--threshold", "6", workspace=tmp_path / "ws")
+    assert code == 0, err
+    assert "13 faces in" in out and "label-conflict" in out
+    code, out, err = call_cli(capsys, "dedupe", "--conflicts", "maybe", workspace=tmp_path / "ws")
+    assert code == 2 and err.startswith("Error: --conflicts must be one of")
