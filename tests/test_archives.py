@@ -1,4 +1,4 @@
-"""Datasets given as the archive their owners distribute: same rows as the extracted folder; unsafe or damaged refused."""
+"""Datasets given as the archive their owners distribute: the rows of the extracted folder; unsafe or bad refused."""
 
 from __future__ import annotations
 

@@ -426,13 +426,15 @@ class AffectNetKaggle(Source):
                 if len(row) != len(header):
                     yield Record(key=f"labels.csv/row{index:06d}", path=self.anchor.name, row=index,
                                  reject="malformed_row",
-                                 reject_detail=f"labels.csv row {index}: {len(row)} fields, the header has {len(header)}")
+                                 reject_detail=f"labels.csv row {index}: {len(row)} fields, the header has "
+                                               f"{len(header)}")
                     continue
                 pth = _clean_rel(row[columns["pth"]])
                 label = row[columns["label"]].strip().lower()
                 if pth is None:
                     yield Record(key=f"labels.csv/row{index:06d}", path=self.anchor.name, row=index, raw_label=label,
-                                 reject="malformed_row", reject_detail=f"labels.csv row {index}: bad pth {row[columns['pth']]!r}")
+                                 reject="malformed_row",
+                                 reject_detail=f"labels.csv row {index}: bad pth {row[columns['pth']]!r}")
                     continue
                 rel = self._resolve(pth, files, lower)
                 if rel is not None:
@@ -447,8 +449,8 @@ class AffectNetKaggle(Source):
                 yield Record(key=rel, path=rel, reject="stray_file", reject_detail=reason)
             elif is_image_name(name):
                 folder = rel.split("/")[-2] if "/" in rel else None
-                yield Record(key=rel, path=rel, reject="unlabelled",
-                             reject_detail="not listed in labels.csv" + (f" (its folder says {folder})" if folder else ""))
+                said = f" (its folder says {folder})" if folder else ""
+                yield Record(key=rel, path=rel, reject="unlabelled", reject_detail=f"not listed in labels.csv{said}")
             else:
                 yield Record(key=rel, path=rel, reject="unrecognised_name", reject_detail="not an image file")
         if counts["disagree"]:
@@ -482,8 +484,9 @@ class AffectNetKaggle(Source):
 
 def _split_dirs(folder: Path) -> list[Path]:
     try:
-        return sorted((p for p in folder.iterdir() if p.is_dir() and (p / "images").is_dir() and (p / "labels").is_dir()),
-                      key=lambda p: p.name)
+        children = [p for p in folder.iterdir() if p.is_dir()]
+        found = [p for p in children if (p / "images").is_dir() and (p / "labels").is_dir()]
+        return sorted(found, key=lambda p: p.name)
     except OSError:
         return []
 
