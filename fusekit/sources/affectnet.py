@@ -169,6 +169,7 @@ class AffectNetOfficial(Source):
         list_name = path.stem.lower()  # training | validation
         split = self.spec.splits.get(list_name)
         counts: Counter[str] = Counter()
+        widths: Counter[int] = Counter()
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
             reader = csv.reader(handle)
             first = next(reader, None)
@@ -183,9 +184,11 @@ class AffectNetOfficial(Source):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 counts["rows"] += 1
-                counts[f"{len(row)} columns"] += 1
+                widths[len(row)] += 1
                 yield self._row_record(path.name, list_name, split, index, row, index_of)
-        layout = ", ".join(f"{k}" for k in sorted(counts) if k.endswith("columns"))
+        main, most = widths.most_common(1)[0] if widths else (0, 0)
+        others = counts["rows"] - most
+        layout = f"{main} columns" + (f" ({others:,} rows of another width)" if others else "")
         self.notes.append(f"{path.name}: {counts['rows']:,} rows, "
                           f"{'header ' + repr(first[0].strip()) if header and first else 'no header'}, {layout}")
 
