@@ -371,45 +371,55 @@ def _tf_dataset(rows, spec: InputSpec, aug: Augment | None, drop: bool, weights:
         same = tf.reduce_all(tf.shape(img)[:2] == size)
         img = tf.cond(same, lambda: img, lambda: tf.image.resize(img, (size, size), antialias=True))
         img.set_shape((size, size, channels))
+        return epoch, i, img, label
+
+    @tf.autograph.experimental.do_not_convert
+    def finish(epoch, i, img, label):
+        # augmentation runs on whole batches (one kernel launch per op, not per image); its draws are seeded by
+        # (seed, epoch, position of the batch's first sample), so an epoch's batches stay a function of its number
         if aug is not None:
-            img = tf_augment(img, aug, tf.stack([spec.seed * 1_000_003 + epoch, i]))
+            img = tf_augment(img, aug, tf.stack([spec.seed * 1_000_003 + epoch[0], i[0]]))
         img = img / 255.0
         return (img, label) if table is None else (img, label, tf.gather(table, label))
 
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(spec.batch_size, drop_remainder=drop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def tf_augment(img, aug: Augment, seed):
-    """The tf.data twin of `fusekit.train.decode.augment` on a float 0..255 image; ``seed`` is a stateless seed."""
+    """The tf.data twin of `fusekit.train.decode.augment` on a float 0..255 batch (N x H x W x C); ``seed`` is a
+    stateless seed; each image gets its own draws."""
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, 6)
+    n = tf.shape(img)[0]
     if aug.flip:
-        img = tf.image.stateless_random_flip_left_right(img, seeds[0])
+        flip = tf.random.stateless_uniform([n], seeds[0]) < 0.5
+        img = tf.where(flip[:, None, None, None], tf.reverse(img, axis=[2]), img)
     if aug.rotate or aug.shift:
-        size = tf.cast(tf.shape(img)[0], tf.float32)
-        theta = tf.random.stateless_uniform([], seeds[1], -aug.rotate, aug.rotate) * (np.pi / 180) if aug.rotate \
-            else tf.constant(0.0)
-        t = tf.random.stateless_uniform([2], seeds[2], -aug.shift, aug.shift) * size if aug.shift \
-            else tf.zeros([2])
-        cos, sin, c = tf.cos(theta), tf.sin(theta), (size - 1) / 2
+        side = tf.cast(tf.shape(img)[1], tf.float32)
+        theta = tf.random.stateless_uniform([n], seeds[1], -aug.rotate, aug.rotate) * (np.pi / 180)
+        t = tf.random.stateless_uniform([n, 2], seeds[2], -aug.shift, aug.shift) * side
+        cos, sin, c = tf.cos(theta), tf.sin(theta), (side - 1) / 2
         # output (x, y) -> input point, as in decode._affine
-        a2 = c - cos * (c + t[0]) - sin * (c + t[1])
-        b2 = c + sin * (c + t[0]) - cos * (c + t[1])
-        transform = tf.stack([cos, sin, a2, -sin, cos, b2, 0.0, 0.0])[None]
+        a2 = c - cos * (c + t[:, 0]) - sin * (c + t[:, 1])
+        b2 = c + sin * (c + t[:, 0]) - cos * (c + t[:, 1])
+        zeros = tf.zeros_like(cos)
+        transforms = tf.stack([cos, sin, a2, -sin, cos, b2, zeros, zeros], axis=1)
         img = tf.raw_ops.ImageProjectiveTransformV3(
-            images=img[None], transforms=transform, output_shape=tf.shape(img)[:2], fill_value=0.0,
-            interpolation="BILINEAR", fill_mode="CONSTANT")[0]
+            images=img, transforms=transforms, output_shape=tf.shape(img)[1:3], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="CONSTANT")
     if aug.brightness:
-        img = img * tf.random.stateless_uniform([], seeds[3], 1 - aug.brightness, 1 + aug.brightness)
+        img = img * tf.random.stateless_uniform([n, 1, 1, 1], seeds[3], 1 - aug.brightness, 1 + aug.brightness)
     if aug.contrast:
-        mean = tf.reduce_mean(img)
-        img = (img - mean) * tf.random.stateless_uniform([], seeds[4], 1 - aug.contrast, 1 + aug.contrast) + mean
+        mean = tf.reduce_mean(img, axis=[1, 2, 3], keepdims=True)
+        img = (img - mean) * tf.random.stateless_uniform([n, 1, 1, 1], seeds[4], 1 - aug.contrast,
+                                                         1 + aug.contrast) + mean
     if aug.color and img.shape[-1] == 3:
         grey = tf.reduce_sum(img * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
-        img = grey + (img - grey) * tf.random.stateless_uniform([], seeds[5], 1 - aug.color, 1 + aug.color)
+        img = grey + (img - grey) * tf.random.stateless_uniform([n, 1, 1, 1], seeds[5], 1 - aug.color, 1 + aug.color)
     return tf.clip_by_value(img, 0.0, 255.0)

@@ -303,12 +303,14 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
             if pipeline.loader != "tf":
                 train_data, val_data = iter(train_data), iter(val_data)
             t0 = time.perf_counter()
+            timer = _Timer()
+            callbacks = [timer] + ([_Progress(steps)] if config.verbose and sys.stderr.isatty() else [])
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=epoch, epochs=epoch + 1,
                             steps_per_epoch=steps, validation_steps=val_steps, shuffle=False, verbose=0,
-                            callbacks=[_Progress(steps)] if config.verbose and sys.stderr.isatty() else [])
+                            callbacks=callbacks)
             seconds = time.perf_counter() - t0
             metrics = {k: float(v[-1]) for k, v in fit.history.items()}
-            ips = steps * config.batch_size / seconds
+            ips = timer.batches * config.batch_size / max(timer.train_seconds, 1e-9)  # training steps only
             row = {"epoch": epoch + 1, **metrics, "lr": float(keras.ops.convert_to_numpy(
                 model.optimizer.learning_rate)), "seconds": round(seconds, 2), "images_per_s": round(ips, 1)}
             _advance(run, model, state, row, config)
@@ -365,7 +367,10 @@ def _advance(run, model, state, row: dict[str, float], config: TrainConfig) -> N
 
 
 def _curves(run) -> None:
-    from fusekit.train.plots import training_curves
+    try:
+        from fusekit.train.plots import training_curves
+    except ImportError:  # matplotlib is optional on a bare GPU box
+        return
 
     history = runs_mod.read_history(run.dir / "history.csv")
     if history:
@@ -376,6 +381,28 @@ def _progress_base():
     import keras
 
     return keras.callbacks.Callback
+
+
+class _Timer(_progress_base()):
+    """Wall time of the training steps of an epoch (validation excluded): the images/s of the history."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.end, self.batches = time.perf_counter(), None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+
+    def on_test_begin(self, logs=None):
+        if self.end is None:
+            self.end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.end is None:
+            self.end = time.perf_counter()
+
+    @property
+    def train_seconds(self) -> float:
+        return (self.end or time.perf_counter()) - self.start
 
 
 class _Progress(_progress_base()):
