@@ -341,3 +341,11 @@ def test_cli_user_mistakes_exit_2_with_one_line(trained, capsys):
         assert code == 2, (argv, err)
         assert err.startswith("Error: ") and message in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (ws / "runs" / "tiny").exists()  # a refused request leaves no run folder
+
+
+@pytest.mark.slow
+def test_init_starts_from_a_trained_run(trained):
+    root, data, _ = trained
+    report = _train(root / "ws", data, run="finetune", init=str(root / "ws" / "runs" / "learn"), epochs=1)
+    assert report.model == "tiny" and report.transferred == 3  # both convolutions and the head
+    assert report.history[0]["val_accuracy"] > 0.6  # starts where "learn" ended, not from chance

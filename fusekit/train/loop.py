@@ -14,6 +14,7 @@ scaling, or bfloat16) is switched on when the GPU supports it; on a CPU everythi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -232,11 +233,29 @@ def _open_run(root: Path, config: TrainConfig):
     return run, config, False
 
 
+def init_source(root: Path, init: str) -> tuple[Path, dict[str, Any]]:
+    """``--init``: a run name of this workspace, a run folder, or a .keras file -> (model file, its run's config)."""
+    path = Path(init).expanduser()
+    candidates = [runs_mod.Run(runs_mod.runs_dir(root), init).dir] if runs_mod.RUN_NAME_RE.match(init) else []
+    candidates.append(path)
+    for candidate in candidates:
+        if candidate.is_file() and candidate.suffix == ".keras":
+            config_file = candidate.parent / "config.json"
+            if not config_file.is_file():
+                config_file = candidate.parent.parent / "config.json"  # checkpoints/epoch-N.keras
+            return candidate, (json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {})
+        if (candidate / "best.keras").is_file() and (candidate / "config.json").is_file():
+            return candidate / "best.keras", json.loads((candidate / "config.json").read_text(encoding="utf-8"))
+    raise TrainError(f"--init {init!r}: no trained model (a run name of {runs_mod.runs_dir(root)}, a run folder with "
+                     f"best.keras, or a .keras file)")
+
+
 def _from_init(root: Path, config: TrainConfig) -> TrainConfig:
-    init = runs_mod.Run(runs_mod.runs_dir(root), config.init)
-    if not init.best_model.is_file():
-        raise TrainError(f"--init {config.init!r}: no trained model at {init.best_model}")
-    saved = init.config()
+    _, saved = init_source(root, config.init)
+    if saved.get("model") is None:
+        if config.model is None or config.input_size is None or config.channels is None:
+            raise TrainError("--init with a bare .keras file needs --model, --input-size and --grey/--rgb")
+        return config
     if config.model is not None and config.model != saved["model"]:
         raise TrainError(f"--init {config.init!r} is a {saved['model']} run; --model {config.model} cannot start from it")
     config.model = saved["model"]
@@ -274,8 +293,7 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
         else:
             model = _build(config, shards.num_classes)
             if config.init:
-                init = keras.saving.load_model(runs_mod.Run(runs_mod.runs_dir(root), config.init).best_model,
-                                               compile=False)
+                init = keras.saving.load_model(init_source(root, config.init)[0], compile=False)
                 transferred = transfer_weights(init, model)
                 log.info("initialised %d layers from run %s", transferred, config.init)
             compile_model(model, config)
