@@ -22,24 +22,24 @@ def _command_line() -> str:
 def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder written by `fusekit balance`."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="resnet50, densenet121, densenet40, cnn1, cnn2, "
-                                                                   "cnn3."),
+                                                                   "cnn3 (or tiny, for smoke tests)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="paper (SGD 1e-4, L2 1e-3, 112 px RGB, flips and "
                                                                 "rotations) or cnn-baseline (Adam, 75 epochs, 48 px "
                                                                 "grey)."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run name: runs/NAME/ [default: MODEL[-PRESET], made "
-                                                          "unique]."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run name: runs/NAME/ (default: the model name, with "
+                                                          "-PRESET, made unique)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run (--run, or the latest) where it stopped."),
     init: Optional[str] = typer.Option(None, "--init", help="Start from this run's best model (fine-tuning)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Local keras.applications backbone weights "
                                                                   "(resnet50, densenet121); nothing is downloaded."),
-    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input side in pixels [default: the "
-                                                                        "model's/preset's]."),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="Input side in pixels (default: the "
+                                                                        "model's or the preset's)."),
     grey: Optional[bool] = typer.Option(None, "--grey/--rgb", help="Grey (1 channel) or RGB input."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs (with --resume: a new total)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Global batch size (split over GPUs)."),
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd or adam."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
-    momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum [default: 0.9]."),
+    momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum (default: 0.9)."),
     l2: Optional[float] = typer.Option(None, "--l2", help="L2 kernel regularisation factor."),
     class_weights: bool = typer.Option(False, "--class-weights", help="Weight the loss by the dataset's "
                                                                      "class_weights.json."),
@@ -81,8 +81,8 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Optional[str] = typer.Option(None, "--run", help="Run name [default: the latest run]."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder [default: the run's]."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run name (default: the latest run)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder (default: the run's)."),
     split: str = typer.Option("test", "--split", help="Split to evaluate."),
     by_source: bool = typer.Option(False, "--by-source", help="Also score each source dataset's samples alone."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or an epoch number."),
@@ -100,7 +100,7 @@ def evaluate(
 @app.command("predict")
 def predict_command(
     images: List[Path] = typer.Argument(..., help="Image files."),
-    run: Optional[str] = typer.Option(None, "--run", help="Run name [default: the latest run]."),
+    run: Optional[str] = typer.Option(None, "--run", help="Run name (default: the latest run)."),
     policy: str = typer.Option("crawled", "--policy", help="Face policy of fusekit.faces (crawled: find faces in "
                                                            "a picture)."),
     whole_image: bool = typer.Option(False, "--whole-image", help="Classify the whole image when no face is "

@@ -24,6 +24,7 @@ _EXPORTS = {
     "build_model": "fusekit.train.models",
     "MODELS": "fusekit.train.models",
     "status_lines": "fusekit.train.status",
+    "run_demo": "fusekit.train.demo",
 }
 
 __all__ = sorted(_EXPORTS)
