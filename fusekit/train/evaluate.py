@@ -135,6 +135,7 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
     import keras
 
     from fusekit.train.data import InputPipeline, InputSpec, open_shards, read_columns
+    from fusekit.train.loop import _default_workers
 
     root = runs_mod.workspace_root(workspace)
     run = resolve_run(root, config.run)
@@ -151,7 +152,7 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
 
     spec = InputSpec(size=saved["input_size"], channels=saved["channels"], batch_size=config.batch_size or
                      saved.get("batch_size") or 64, loader=config.loader,
-                     workers=config.workers if config.workers is not None else 0)
+                     workers=config.workers if config.workers is not None else _default_workers())
     pipeline = InputPipeline(shards, spec)
     y_true, probs = [], []
     try:
