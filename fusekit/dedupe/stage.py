@@ -258,7 +258,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     kept_why = np.full(n, None, dtype=object)
     members = np.flatnonzero(in_group)
     order = members[np.lexsort((id_rank[members], comp[members]))]
-    bounds = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
+    bounds = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]]) if len(order) else order
     tiers_seen = groups_mod.tier_of(datasets, config.tiers)
     for start, end in zip(bounds, np.r_[bounds[1:], len(order)]):
         idx = order[start:end]  # a loop over groups, not pairs: each step is a few numpy calls on the group
@@ -298,7 +298,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
             decision[k] = "review" if config.conflicts == "review" else "drop"
             reason[k] = "label_conflict"
 
-    quality_drop = np.array([r is not None for r in reason]) & ~in_group
+    quality_drop = np.array([r is not None for r in reason], dtype=bool) & ~in_group
     decision[quality_drop] = "drop"
     report.groups = len(bounds) if len(members) else 0
     report.grouped_faces = int(len(members))
