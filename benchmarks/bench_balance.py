@@ -10,12 +10,17 @@ FER-2013 rows with official splits, KDEF subjects, crawl pictures, K-drama clips
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.dataset as pads
+
+
+def _cpu(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -44,14 +49,24 @@ def main() -> None:
         print(f"setup: {args.faces:,} faces ({face_mb:,.0f} MB of PNG) written in {time.perf_counter() - t:.1f} s")
         del faces
 
+        import resource
+
         t = time.perf_counter()
+        cpu_self = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = run_balance(ws, BalanceConfig(seed=0, workers=args.workers))
         seconds = time.perf_counter() - t
+        main_cpu = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - _cpu(cpu_self)
+        pool_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - _cpu(cpu_kids)
         shard_mb = sum(s.bytes for s in report.shards.values()) / 1e6
         copies = sum(report.augmented.values())
         print(f"balance: {report.used:,} faces -> {report.rows:,} rows ({copies:,} augmented copies), "
               f"{sum(len(s.files) for s in report.shards.values())} shards, {shard_mb:,.0f} MB in {seconds:.1f} s "
               f"({report.rows / seconds:,.0f} rows/s, {shard_mb / seconds:,.0f} MB/s end to end)")
+        # On a shared machine wall time says little; CPU time says what an idle 2-core box needs at least.
+        print(f"balance CPU: main process {main_cpu:.1f} s, augmentation workers {pool_cpu:.1f} s; on an idle "
+              f"{args.workers}-core box at least {max(main_cpu, (main_cpu + pool_cpu) / args.workers):.1f} s wall; "
+              f"load average during the run: {os.getloadavg()[0]:.1f}")
 
         # Shard writing alone: the same rows (already in memory) through fusekit's writer and through HF datasets.
         files = sorted(str(p) for p in (ws.root / "dataset" / "data").glob("train-*.parquet"))
@@ -75,6 +90,7 @@ def main() -> None:
             return
         ds = datasets.Dataset(table.replace_schema_metadata(table.schema.metadata))
         t = time.perf_counter()
+        datasets.disable_progress_bars()
         ds.to_parquet(str(root / "hf.parquet"))
         theirs = time.perf_counter() - t
         print(f"shard write (HF datasets {datasets.__version__} Dataset.to_parquet): {mb / theirs:,.0f} MB/s; "

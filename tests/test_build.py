@@ -203,7 +203,7 @@ def test_demo_recipe_resolves_against_the_corpus_folder(tmp_path):
     recipe = load_recipe(demo_recipe_path(), base=tmp_path / "corpus")
     assert [s.name for s in recipe.sources] == ["fer2013", "ckplus", "kdef"]
     assert recipe.sources[2].source == (tmp_path / "corpus" / "KDEF_and_AKDEF").resolve()
-    assert recipe.dedupe == {} and recipe.balance["strategy"] == "median"
+    assert recipe.dedupe["threshold"] == 0 and recipe.balance["strategy"] == "median"
 
 
 def test_paper_recipe_parses():
@@ -235,5 +235,6 @@ def test_demo_recipe_end_to_end_with_the_real_stages(tmp_path):
     ws = Workspace(tmp_path / "ws")
     report = run_build(ws, demo_recipe_path(), base=corpus["fer2013"].parent)
     assert report.ran[-1] == "balance" and report.balance.rows > 0
+    assert {d for d, _ in report.balance.before} == {"fer2013", "ckplus", "kdef"}
     assert run_build(ws, demo_recipe_path(), base=corpus["fer2013"].parent).ran == []
     assert np.all([(ws.root / "dataset" / f).is_file() for f in ("README.md", "class_weights.json", "recipe.yaml")])

@@ -220,7 +220,7 @@ def write_chart(report: BalanceReport, path: Path) -> None:
     originals = [sum(v for (d, c), v in report.after.items() if c == cls) for cls in classes]
     train_after = [report.split_counts.get(("train", c), 0) for c in classes]
     copies = [sum(v for (d, c), v in report.augmented.items() if c == cls) for cls in classes]
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=100)
     w = 0.27
     ax.bar(x - w, used, w, label="faces used (all splits, before)", color="#9aa5b1")
     ax.bar(x, before, w, label="train before balancing", color="#4c78a8")
@@ -230,7 +230,7 @@ def write_chart(report: BalanceReport, path: Path) -> None:
     ax.set_xticks(x, classes)
     ax.set_ylabel("images")
     ax.set_title(f"Class counts ({sum(originals) + sum(copies):,} rows in the shards)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
