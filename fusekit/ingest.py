@@ -49,6 +49,7 @@ class IngestReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    faces: Any = None  # the faces stage's FacesReport for this unit, when IngestConfig.faces ran it
 
     @property
     def rejected(self) -> int:
@@ -330,6 +331,10 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     staging.finish(info, TABLES)
     report.seconds = time.perf_counter() - started
     report.notes.extend(_expectation_notes(spec, report))
+    if config.faces:
+        from fusekit.faces import run_faces  # loads TensorFlow only when faces are asked for
+
+        report.faces = run_faces(workspace, units=[unit])
     return report
 
 

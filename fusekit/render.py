@@ -48,6 +48,41 @@ def ingest_report(report: IngestReport) -> str:
                  + f", {report.seconds:.1f} s" + (f", resumed {report.resumed_parts} of {report.parts} parts"
                                                   if report.resumed_parts else ""))
     lines += [f"note: {n}" for n in report.notes]
+    if report.faces is not None:
+        lines.append(faces_report(report.faces))
+    return "\n".join(lines)
+
+
+def faces_report(report) -> str:  # noqa: ANN001 - a fusekit.faces.FacesReport (not imported: it pulls in OpenCV)
+    """`fusekit faces` summary: per images unit, faces found, aligned, kept unaligned, rejected."""
+    if not report.units and not report.removed_units:
+        return "faces: no images in the workspace yet"
+    lines = []
+    for unit in report.units:
+        name = f"{unit.dataset}/{unit.variant}"
+        if unit.up_to_date:
+            lines.append(f"faces {name}: up to date ({unit.carried:,} images done earlier)")
+            continue
+        unaligned = sum(unit.unaligned.values())
+        text = (f"faces {name} [{unit.policy}]: {unit.processed:,} images -> {unit.faces:,} faces, "
+                f"{unit.aligned:,} aligned, {unaligned:,} kept unaligned"
+                + (f" ({_reasons(unit.unaligned)})" if unaligned else "")
+                + f", {unit.rejected:,} rejected" + (f" ({_reasons(unit.rejects)})" if unit.rejects else "")
+                + f", {unit.seconds:.1f} s")
+        extras = []
+        if unit.carried:
+            extras.append(f"{unit.carried:,} images kept from earlier runs")
+        if unit.orphans:
+            extras.append(f"{unit.orphans:,} orphaned results removed")
+        if unit.resumed_parts:
+            extras.append(f"resumed {unit.resumed_parts} of {unit.parts} parts")
+        lines.append(text + (f"; {', '.join(extras)}" if extras else ""))
+    for unit in report.removed_units:
+        lines.append(f"faces {unit.replace('--', '/')}: removed (its images are gone from the workspace)")
+    if report.nothing_to_do:
+        lines.append("faces: nothing new to do")
+    elif report.workers > 1:
+        lines.append(f"faces: {report.workers} worker processes, {report.seconds:.1f} s")
     return "\n".join(lines)
 
 

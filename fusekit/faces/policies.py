@@ -17,6 +17,7 @@ scaled so that this face is 20 px for the detector, which is what makes large ph
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from fusekit.errors import ConfigError
 from fusekit.faces.align import crop_square
 from fusekit.faces.detect import MIN_VIEW, WORK_FACE, Detection
 
+PYRAMID_FACTOR = 0.709  # mtcnn's default scale_factor
 POLICIES = ("given_box", "precropped", "full_frame", "crawled")
 MULTI = ("largest_central", "all")
 
@@ -152,6 +154,10 @@ def frame_view(pixels: np.ndarray, settings: PolicySettings) -> View:
 
     h, w = pixels.shape[:2]
     s = min(2.0, WORK_FACE / min_face_px(settings, w, h))
+    if s < 1.0:
+        # Snap to a power of MTCNN's pyramid factor: the pyramid is then the lower part of the one MTCNN builds for
+        # the full picture (its last levels, where faces of this size are found), and boxes stay close to a full run.
+        s = PYRAMID_FACTOR ** math.floor(math.log(s) / math.log(PYRAMID_FACTOR))
     s = max(s, MIN_VIEW / min(w, h))  # PNet needs a few pixels to work on
     if abs(s - 1.0) < 1e-6:
         return View(pixels.astype(np.float32), 1.0)

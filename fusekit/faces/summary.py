@@ -66,13 +66,13 @@ def status_lines(workspace: Workspace) -> list[str]:
     entries = counts(workspace)
     if not entries:
         return []
-    lines = ["faces (fusekit faces):"]
+    lines = []
     for e in entries:
         if not e.done:
-            lines.append(f"  {e.dataset}: no faces yet ({e.images:,} images waiting: run `fusekit faces`)")
+            lines.append(f"{e.dataset}: no faces yet ({e.images:,} images waiting: run `fusekit faces`)")
             continue
         unaligned = sum(e.unaligned.values())
-        text = (f"  {e.dataset}: {e.faces:,} faces from {e.done:,} images, {e.aligned:,} aligned, "
+        text = (f"{e.dataset}: {e.faces:,} faces from {e.done:,} images, {e.aligned:,} aligned, "
                 f"{unaligned:,} kept unaligned" + (f" ({_reasons(e.unaligned)})" if unaligned else "")
                 + f", {sum(e.rejects.values()):,} rejected" + (f" ({_reasons(e.rejects)})" if e.rejects else ""))
         if e.pending:
