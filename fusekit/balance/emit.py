@@ -43,8 +43,12 @@ class _Inline(Executor):
 def _executor(workers: int, needed: bool) -> Executor:
     if workers <= 1 or not needed:
         return _Inline()
-    # spawn, not fork: the parent holds pyarrow and thread-pool locks that a forked child could inherit locked.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # fork where there is one: spawn and forkserver re-run the caller's main module in every worker, which breaks a
+    # user's script that has no `if __name__ == "__main__":` guard. The workers only run PIL/numpy code
+    # (augment_job), never pyarrow, so locks held by the parent's pyarrow threads at fork time are not touched.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 class _Bucket:
