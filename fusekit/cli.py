@@ -143,11 +143,12 @@ def status() -> None:
 def demo(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the demo corpus and workspace "
                                                               "[default: a new temporary folder]."),
+    no_train: bool = typer.Option(False, "--no-train", help="Stop after the shards (skip the tiny training run)."),
 ) -> None:
     """Run every stage on a demo corpus generated from public-domain photos."""
     from fusekit import demo as demo_module
 
-    for line in demo_module.run(out, echo=_echo):
+    for line in demo_module.run(out, echo=_echo, train=not no_train):
         _echo(line)
 
 

@@ -155,25 +155,47 @@ def build_corpus(root: Path, seed: int = 0) -> dict[str, Path]:
     }
 
 
-def run(out: Path | None, echo: Callable[[str], None]) -> Iterator[str]:
-    """Generate the corpus and run the stages; yields the lines to print."""
+def run(out: Path | None, echo: Callable[[str], None], train: bool = True) -> Iterator[str]:
+    """Generate the corpus and run every stage on it; yields the lines to print.
+
+    Order: a crawl of a local stand-in engine (so the crawled faces take part in dedupe and balance), then
+    `fusekit build` on the bundled recipe (ingest -> faces -> dedupe -> balance), then a few epochs of a tiny model.
+    """
+    import shutil
+
     from fusekit import api, render
-    from fusekit.config import IngestConfig
+    from fusekit.build import demo_recipe_path, render_build, run_build
     from fusekit.workspace import Workspace
 
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="fusekit-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     echo(f"demo corpus: generating FER-2013 CSV, CK+ sequences and KDEF folders under {root / 'corpus'}")
-    corpus = build_corpus(root / "corpus")
+    corpus_root = root / "corpus"
+    build_corpus(corpus_root)
     workspace = Workspace(root / "workspace")
-    for name, source in corpus.items():
-        echo("")
-        echo(f"$ fusekit ingest {name} --source {source}")
-        report = api.ingest(workspace, IngestConfig(name=name, source=source))
-        echo(render.ingest_report(report))
+    echo(f"workspace: {workspace.root}")
+
+    from fusekit.crawl import demo_crawl
+
+    echo("")
+    demo_crawl(workspace, root / "crawl", echo=echo, faces=True)
+
+    recipe = corpus_root / "recipe.yaml"
+    shutil.copyfile(demo_recipe_path(), recipe)
+    echo("")
+    echo(f"$ fusekit build {recipe}")
+    report = run_build(workspace, recipe, echo=echo)
+    yield render_build(report)
     yield ""
     yield "$ fusekit status"
-    yield render.status_report(api.status(workspace), str(workspace.root))
+    yield render.status_report(api.status(workspace), str(workspace.root), api.stage_status(workspace))
+    if train:
+        from fusekit.train import run_demo
+
+        yield ""
+        yield f"$ fusekit train --data {workspace.root / 'dataset'} --model tiny --epochs 3  (then evaluate)"
+        yield from run_demo(workspace, epochs=3, echo=None)
     yield ""
     yield f"workspace: {workspace.root}"
+    yield f"shards: {workspace.root / 'dataset' / 'data'}"
     yield f"look at it again with: fusekit --workspace {workspace.root} status"
