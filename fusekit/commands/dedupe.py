@@ -16,8 +16,8 @@ def dedupe(
     min_contrast: float = typer.Option(5.0, "--min-contrast", help="Drop near-constant faces (grey std below)."),
     min_brightness: float = typer.Option(25.0, "--min-brightness", help="Drop dark faces (mean grey below)."),
     min_sharpness: float = typer.Option(0.15, "--min-sharpness", help="Drop blurred faces (sharpness below)."),
-    max_block_error: float = typer.Option(0.3, "--max-block-error",
-                                          help="Confirmation: worst 8x8-block error a duplicate may have."),
+    min_similarity: float = typer.Option(0.87, "--min-similarity",
+                                         help="Confirmation: worst 8x8-block similarity a duplicate needs."),
     keep_order: str = typer.Option("test,tier,face,score", "--keep-order",
                                    help="Which face a group keeps: comma list of test, tier, face, score."),
     conflicts: str = typer.Option("review", "--conflicts",
@@ -37,7 +37,7 @@ def dedupe(
         return
     config = DedupeConfig(threshold=threshold, min_face=min_face, min_contrast=min_contrast,
                           min_brightness=min_brightness, min_sharpness=min_sharpness,
-                          max_block_error=max_block_error,
+                          min_similarity=min_similarity,
                           keep_order=tuple(c.strip() for c in keep_order.split(",") if c.strip()),
                           conflicts=conflicts, probes=not no_probes, rehash=rehash, workers=workers,
                           search_method=search_method or "auto")

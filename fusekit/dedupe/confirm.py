@@ -2,93 +2,108 @@
 
 A 64-bit pHash sees only the lowest frequencies, which all aligned faces share: two faces within the search radius
 are often two people, or one person with another expression. The check compares the two 64x64 grey reductions
-themselves, region by region:
+themselves, region by region, after registering one onto the other:
 
 1. the second face is mirrored when the pair was found through the mirror hash;
-2. both are lightly blurred, then re-framed by the geometric probes the search used (turns of +-2.5 degrees, 3%
-   zoom with 1.5% shifts), applied to either face, plus one-pixel shifts; the best framing is kept;
-3. in the central 48x48 window each face is normalised to zero mean and unit variance (so brightness, contrast and
-   greyscale copies compare equal), the window is cut into 6x6 blocks of 8x8 pixels, and the pair's score is the
-   largest per-block mean squared difference.
+2. registration: an affine map of the second face onto the first is estimated by OpenCV's ECC maximisation
+   (``cv2.findTransformECC``), first at 32x32 then refined at 64x64. A crop of a few percent or a turn of a few
+   degrees is a global affine change, so a copy lines up to within a fraction of a pixel; a replaced mouth or eye
+   region is a local change that no global map can undo. Maps far from a small similarity (scale or shear beyond
+   ``MAX_LINEAR``, shift beyond ``MAX_SHIFT``) are refused: such a pair is not a copy within the issue's bounds;
+3. both are lightly blurred (sigma 1 px: JPEG blocks, resampling), the central 48x48 window is normalised to zero
+   mean and unit variance (brightness, contrast and greyscale copies compare equal) and cut into 6x6 blocks of 8x8;
+   per block, the SSIM contrast-structure term (2 cov + C) / (var_a + var_b + C) less the squared difference of the
+   block means; the pair's score is the WORST block.
 
-A copy differs a little everywhere (JPEG, resampling, residual misalignment); a look-alike differs a lot somewhere
-(a mouth, the eyes), so the worst block separates them where a global similarity does not. The threshold comes from
-measurements recorded in docs/dedupe.md.
+A copy agrees everywhere (measured worst block >= 0.93); a look-alike disagrees somewhere (a mouth, the eyes, the
+features of another person matched in pose, mean and contrast: <= 0.81). Threshold and measurements: docs/dedupe.md.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
 import numpy as np
-import scipy.sparse
 
-from fusekit.dedupe.hashing import PROBES, QUALITY_SIZE, resample_matrix
-
-SIDE = QUALITY_SIZE
+SIDE = 64  # the thumbnails hashing.py keeps (QUALITY_SIZE)
 WINDOW = (8, 56)  # the central window (corners hold rotation fill and crop edges)
-BLOCK = 8
-DEFAULT_MAX_BLOCK_ERROR = 0.3
-SHIFTS = ((0, 1), (0, -1), (1, 0), (-1, 0))
-
-_MAPS: list[scipy.sparse.csr_matrix] | None = None
-
-
-def _maps() -> list[scipy.sparse.csr_matrix]:
-    global _MAPS
-    if _MAPS is None:
-        _MAPS = [resample_matrix(*p, side=SIDE).astype(np.float32) for p in PROBES]
-    return _MAPS
+GRID = 6  # blocks per side of the window
+STABILISER = 0.05  # C in the contrast-structure term, in units of the window's variance: flat blocks do not decide
+BLUR_SIGMA = 1.0
+DEFAULT_MIN_SIMILARITY = 0.87  # copies >= 0.93, look-alikes <= 0.81 (docs/dedupe.md)
+MAX_LINEAR = 0.2  # largest |entry| of (A - I) for the 2x2 part of the map (5% crop: 0.05; 5 degrees: 0.09)
+MAX_SHIFT = 12.0  # pixels at 64x64
+_COARSE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-3)
+_FINE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 1e-3)
 
 
-def _blur(x: np.ndarray) -> np.ndarray:
-    """A separable [1 2 1]/4 blur (edges repeated): tolerance for sub-pixel misalignment and JPEG blocks."""
-    p = np.pad(x, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    x = (p[:, :-2, :] + 2 * p[:, 1:-1, :] + p[:, 2:, :]) / 4
-    return (x[:, :, :-2] + 2 * x[:, :, 1:-1] + x[:, :, 2:]) / 4
+def _ecc(a: np.ndarray, b: np.ndarray, warp: np.ndarray, criteria) -> np.ndarray:
+    try:
+        _, warp = cv2.findTransformECC(a, b, warp, cv2.MOTION_AFFINE, criteria, None, 3)
+    except cv2.error:  # no convergence (flat or unrelated pictures): keep the previous estimate
+        pass
+    return warp
 
 
-def _window(x: np.ndarray) -> np.ndarray:
+def register(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``b`` (float32 64x64) warped onto ``a``, and whether the map is a plausible copy's (small similarity)."""
+    half = (SIDE // 2, SIDE // 2)
+    warp = _ecc(cv2.resize(a, half, interpolation=cv2.INTER_AREA), cv2.resize(b, half, interpolation=cv2.INTER_AREA),
+                np.eye(2, 3, dtype=np.float32), _COARSE)
+    warp[:, 2] *= 2
+    warp = _ecc(a, b, warp, _FINE)
+    plausible = bool(np.abs(warp[:, :2] - np.eye(2)).max() <= MAX_LINEAR and np.abs(warp[:, 2]).max() <= MAX_SHIFT)
+    out = cv2.warpAffine(b, warp, (SIDE, SIDE), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
+                         borderMode=cv2.BORDER_REFLECT)
+    return out, plausible
+
+
+def _blocks(x: np.ndarray) -> np.ndarray:
     lo, hi = WINDOW
-    w = x[:, lo:hi, lo:hi]
-    w = w - w.mean(axis=(1, 2), keepdims=True)
-    return w / np.maximum(w.std(axis=(1, 2), keepdims=True), 1.0)
+    w = cv2.GaussianBlur(x, (0, 0), BLUR_SIGMA)[lo:hi, lo:hi]
+    w = (w - w.mean()) / max(float(w.std()), 1.0)
+    s = (hi - lo) // GRID
+    return w.reshape(GRID, s, GRID, s).transpose(0, 2, 1, 3).reshape(GRID * GRID, s * s)
 
 
-def _worst_block(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = (a - b) ** 2
-    n, side = len(d), d.shape[1]
-    k = side // BLOCK
-    return d.reshape(n, k, BLOCK, k, BLOCK).mean(axis=(2, 4)).max(axis=(1, 2))
+def block_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Worst per-block agreement of two aligned float32 64x64 pictures (1 = identical up to brightness/contrast)."""
+    pa_, pb = _blocks(a), _blocks(b)
+    ma, mb = pa_.mean(1), pb.mean(1)
+    da, db = pa_ - ma[:, None], pb - mb[:, None]
+    cov, va, vb = (da * db).mean(1), (da * da).mean(1), (db * db).mean(1)
+    cs = (2 * cov + STABILISER) / (va + vb + STABILISER) - (ma - mb) ** 2
+    return float(cs.min())
 
 
-def _reframed(x: np.ndarray) -> list[np.ndarray]:
-    flat = x.reshape(len(x), -1).T
-    return [np.ascontiguousarray((m @ flat).T).reshape(x.shape) for m in _maps()]
+def _score(a: np.ndarray, b: np.ndarray, mirrored: bool) -> float:
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    if mirrored:
+        b = np.ascontiguousarray(b[:, ::-1])
+    warped, plausible = register(a, b)
+    return block_similarity(a, warped) if plausible else -np.inf
 
 
-def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray, batch: int = 2048) -> np.ndarray:
-    """Worst-block error of each pair (lower = more alike), minimised over framings of either face."""
+def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray, workers: int = 2) -> np.ndarray:
+    """Worst-block similarity of each registered pair (higher = more alike; -inf: no plausible registration)."""
     n = len(thumbs_a)
-    out = np.empty(n, np.float32)
-    for start in range(0, n, batch):
-        a = _blur(thumbs_a[start:start + batch].astype(np.float32))
-        b = thumbs_b[start:start + batch].astype(np.float32)
-        flip = np.asarray(mirrored[start:start + batch], bool)
-        b[flip] = b[flip][:, :, ::-1]
-        b = _blur(b)
-        wa, wb = _window(a), _window(b)
-        best = _worst_block(wa, wb)
-        for ra in _reframed(a):
-            best = np.minimum(best, _worst_block(_window(ra), wb))
-        for rb in _reframed(b):
-            best = np.minimum(best, _worst_block(wa, _window(rb)))
-        for dy, dx in SHIFTS:
-            best = np.minimum(best, _worst_block(wa, _window(np.roll(b, (dy, dx), axis=(1, 2)))))
-        out[start:start + batch] = best
-    return out
+    flags = np.asarray(mirrored, bool)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    cv2.setNumThreads(1)  # parallel over pairs instead (OpenCV releases the GIL)
+    args = (thumbs_a, thumbs_b, flags)
+    if workers > 1 and n > 64:
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(_score, *args, chunksize=256))
+    else:
+        out = [_score(*t) for t in zip(*args)]
+    return np.asarray(out, np.float32)
 
 
 def confirm(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray,
-            max_block_error: float = DEFAULT_MAX_BLOCK_ERROR) -> tuple[np.ndarray, np.ndarray]:
+            min_similarity: float = DEFAULT_MIN_SIMILARITY, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(accepted, score) for each candidate pair."""
-    scores = pair_scores(thumbs_a, thumbs_b, mirrored)
-    return scores <= max_block_error, scores
+    scores = pair_scores(thumbs_a, thumbs_b, mirrored, workers)
+    return scores >= min_similarity, scores

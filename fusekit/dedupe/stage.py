@@ -43,7 +43,7 @@ class DedupeConfig:
 
     threshold: int = 8  # Hamming radius of the pHash search (64 bits)
     probes: bool = True  # also search with re-framed hashes (turned / cropped copies)
-    max_block_error: float = confirm_mod.DEFAULT_MAX_BLOCK_ERROR  # confirmation threshold
+    min_similarity: float = confirm_mod.DEFAULT_MIN_SIMILARITY  # confirmation threshold (worst-block, registered)
     min_face: int = 32  # source face, shorter side, pixels
     min_contrast: float = 5.0  # grey std below: blank
     min_brightness: float = 25.0  # mean grey below: dark
@@ -230,7 +230,8 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     report.candidates = len(a)
     report.seconds["search"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
-    accepted, _ = confirm_mod.confirm(hashed.thumbs[a], hashed.thumbs[b], mirrored, config.max_block_error)
+    accepted, _ = confirm_mod.confirm(hashed.thumbs[a], hashed.thumbs[b], mirrored, config.min_similarity,
+                                      workers=config.workers)
     report.confirmed = len(np.unique(a[accepted] * n + b[accepted]))
     report.seconds["confirm"] = round(time.perf_counter() - t, 2)
 
