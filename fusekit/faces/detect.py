@@ -151,6 +151,7 @@ class _CompiledByShape:
     """
 
     COMPILE_AFTER = 8
+    COMPILE_SMALL_AFTER = 2  # canvases of pre-cropped faces and given boxes (<= 64×64): few shapes, cheap compiles
     MAX_SHAPES = 96
 
     def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
@@ -166,7 +167,8 @@ class _CompiledByShape:
         if count == 0 and len(self._seen) >= self.MAX_SHAPES:
             return self._model(x)
         self._seen[shape] = count + 1
-        return self._fn(x) if count >= self.COMPILE_AFTER else self._model(x)
+        after = self.COMPILE_SMALL_AFTER if shape[1] * shape[2] <= 64 * 64 else self.COMPILE_AFTER
+        return self._fn(x) if count >= after else self._model(x)
 
 
 class MtcnnDetector:

@@ -40,7 +40,7 @@ class AlignedFace:
 
     def png(self) -> bytes:
         buffer = io.BytesIO()
-        self.crop.save(buffer, format="PNG", compress_level=6)
+        self.crop.save(buffer, format="PNG", compress_level=1)  # 2x faster than 6, 6% bigger
         return buffer.getvalue()
 
 

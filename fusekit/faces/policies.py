@@ -75,7 +75,7 @@ class PolicySettings:
 DEFAULTS: dict[str, PolicySettings] = {
     # A 48×48 crop padded by 30% per side on a 48-px canvas puts the face at ~25 px: found in every test crop, and
     # the ONet landmarks come from a 48-px patch anyway. ONet threshold 0.7: the face is known to be there.
-    "precropped": PolicySettings("precropped", thresholds=(0.6, 0.7, 0.7), canvas=48, context=0.3, min_image=16,
+    "precropped": PolicySettings("precropped", thresholds=(0.7, 0.7, 0.7), canvas=48, context=0.3, min_image=16,
                                  min_face_frac=0.3, refine=False),
     "given_box": PolicySettings("given_box", thresholds=(0.6, 0.7, 0.7), canvas=96, context=0.5, min_image=8),
     "full_frame": PolicySettings("full_frame", min_face=40, min_face_frac=0.1, min_image=40),
