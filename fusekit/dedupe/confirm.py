@@ -34,7 +34,8 @@ BLUR_SIGMA = 1.0
 DEFAULT_MIN_SIMILARITY = 0.87  # copies >= 0.93, look-alikes <= 0.81 (docs/dedupe.md)
 MAX_LINEAR = 0.2  # largest |entry| of (A - I) for the 2x2 part of the map (5% crop: 0.05; 5 degrees: 0.09)
 MAX_SHIFT = 12.0  # pixels at 64x64
-_COARSE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-3)
+EARLY_REJECT = 0.3  # worst block after the coarse map below which the fine step is skipped
+_COARSE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 1e-3)
 _FINE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 1e-3)
 
 
@@ -46,17 +47,34 @@ def _ecc(a: np.ndarray, b: np.ndarray, warp: np.ndarray, criteria) -> np.ndarray
     return warp
 
 
-def register(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``b`` (float32 64x64) warped onto ``a``, and whether the map is a plausible copy's (small similarity)."""
+def _plausible(warp: np.ndarray) -> bool:
+    return bool(np.abs(warp[:, :2] - np.eye(2)).max() <= MAX_LINEAR and np.abs(warp[:, 2]).max() <= MAX_SHIFT)
+
+
+def _warp(b: np.ndarray, warp: np.ndarray) -> np.ndarray:
+    return cv2.warpAffine(b, warp, (SIDE, SIDE), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def registered_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Register ``b`` onto ``a`` (float32 64x64) and score the pair; -inf when the map is no plausible copy's.
+
+    The coarse (32x32) map already lines up every copy measured to a worst block >= 0.55; a pair scoring below
+    ``EARLY_REJECT`` there is rejected without the fine step (most false candidates: saves half the time).
+    """
     half = (SIDE // 2, SIDE // 2)
     warp = _ecc(cv2.resize(a, half, interpolation=cv2.INTER_AREA), cv2.resize(b, half, interpolation=cv2.INTER_AREA),
                 np.eye(2, 3, dtype=np.float32), _COARSE)
     warp[:, 2] *= 2
+    if not _plausible(warp):
+        return -np.inf
+    coarse = block_similarity(a, _warp(b, warp))
+    if coarse < EARLY_REJECT:
+        return coarse
     warp = _ecc(a, b, warp, _FINE)
-    plausible = bool(np.abs(warp[:, :2] - np.eye(2)).max() <= MAX_LINEAR and np.abs(warp[:, 2]).max() <= MAX_SHIFT)
-    out = cv2.warpAffine(b, warp, (SIDE, SIDE), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REFLECT)
-    return out, plausible
+    if not _plausible(warp):
+        return -np.inf
+    return max(coarse, block_similarity(a, _warp(b, warp)))
 
 
 def _blocks(x: np.ndarray) -> np.ndarray:
@@ -82,8 +100,7 @@ def _score(a: np.ndarray, b: np.ndarray, mirrored: bool) -> float:
     b = b.astype(np.float32)
     if mirrored:
         b = np.ascontiguousarray(b[:, ::-1])
-    warped, plausible = register(a, b)
-    return block_similarity(a, warped) if plausible else -np.inf
+    return registered_similarity(a, b)
 
 
 def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray, workers: int = 2) -> np.ndarray:

@@ -99,7 +99,7 @@ def face(seed: int) -> Image.Image:
 
 def encode(img: Image.Image, fmt: str = "PNG", quality: int = 90) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    img.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {"compress_level": 1}))  # fast PNG
     return buf.getvalue()
 
 
