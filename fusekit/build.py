@@ -342,6 +342,22 @@ def _describe(result: Any) -> str:
     """A short line for a stage report whose class this module does not know (faces, crawl, dedupe)."""
     if result is None:
         return ""
+    kind = type(result).__name__
+    try:  # each stage's own renderer when it has one
+        if kind == "FacesReport":
+            from fusekit.render import faces_report
+
+            return faces_report(result)
+        if kind == "DedupeReport":
+            from fusekit.dedupe import render_report
+
+            return render_report(result)
+        if kind == "CrawlReport":
+            from fusekit.crawl.stage import format_report
+
+            return format_report(result)
+    except ImportError:
+        pass
     fields = getattr(result, "__dataclass_fields__", {})
     counts = [f"{name.replace('_', ' ')} {getattr(result, name):,}" for name in fields
               if isinstance(getattr(result, name), int) and not isinstance(getattr(result, name), bool)]

@@ -85,6 +85,11 @@ def configure_tensorflow(threads: int | None = None) -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     _import_tensorflow_quietly()
+    if not os.environ.get("FUSEKIT_TF_LOGS"):
+        import logging
+
+        # Retracing notices for new input shapes are expected here (a dataset's images come in a few shapes).
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if threads:
         import tensorflow as tf
 
