@@ -64,6 +64,12 @@ def test_search_methods_equal_brute_force():
         assert set(zip(*search.range_pairs(queries, db, radius, "mih"))) == ref
         if radius >= 8:
             assert len(ref) > len(queries)  # self-matches, planted copies, the shifted queries
+    # a crowded bucket (300 equal codes, more than the byte-sized occupancy table counts) is read in full
+    crowded = db.copy()
+    crowded[1000:1300] = crowded[1300]
+    ref = set(zip(*search.brute_pairs(crowded, crowded, 8)))
+    assert set(zip(*search.range_pairs(crowded, crowded, 8, "mih"))) == ref
+    assert sum(d == 1300 for _, d in ref) >= 301
 
 
 def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):

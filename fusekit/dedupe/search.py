@@ -98,8 +98,11 @@ def _mih_substring(queries: np.ndarray, database: np.ndarray, radius: int, flips
     dkeys = ((database >> np.uint64(first)) & mask).astype(np.int64)
     dorder = np.argsort(dkeys, kind="stable")
     dcodes = database[dorder]
-    counts = np.bincount(dkeys, minlength=1 << length).astype(np.int32)
-    starts = np.cumsum(counts, dtype=np.int64) - counts
+    counts = np.bincount(dkeys, minlength=1 << length)
+    starts = (np.cumsum(counts) - counts).astype(np.int64)
+    # A byte per bucket (2-4 MiB) answers "is it empty?" from cache; most buckets hold 0 or 1 code at a million
+    # faces (2^21 buckets), so a one-code bucket is read directly and only fuller buckets take the general path.
+    occupied = np.minimum(counts, 255).astype(np.uint8)
     del dkeys
     patterns = _patterns(length, flips)
     for qstart in range(0, len(queries), block):
@@ -109,15 +112,20 @@ def _mih_substring(queries: np.ndarray, database: np.ndarray, radius: int, flips
         qkeys, qcodes = qkeys[qorder], qall[qorder]
         for pattern in patterns:
             target = qkeys ^ pattern
-            hits = counts[target]
+            hits = occupied[target]
             nz = np.flatnonzero(hits)
             if not len(nz):
                 continue
-            n_hits = hits[nz].astype(np.int64)
-            qi = np.repeat(nz, n_hits)
-            # offset of each candidate within its bucket: 0..n-1 per query
-            offsets = np.arange(len(qi), dtype=np.int64) - np.repeat(np.cumsum(n_hits) - n_hits, n_hits)
-            pos = np.repeat(starts[target[nz]], n_hits) + offsets
+            one = hits[nz] == 1
+            qi = nz[one]
+            pos = starts[target[qi]]
+            if not one.all():  # buckets with several codes: every code of the bucket
+                many = nz[~one]
+                n_hits = counts[target[many]]
+                qm = np.repeat(many, n_hits)
+                offsets = np.arange(len(qm), dtype=np.int64) - np.repeat(np.cumsum(n_hits) - n_hits, n_hits)
+                qi = np.concatenate([qi, qm])
+                pos = np.concatenate([pos, np.repeat(starts[target[many]], n_hits) + offsets])
             near = np.bitwise_count(qcodes[qi] ^ dcodes[pos]) <= radius
             if near.any():
                 found_q.append(qorder[qi[near]] + qstart)
