@@ -72,6 +72,18 @@ def test_search_methods_equal_brute_force():
     assert sum(d == 1300 for _, d in ref) >= 301
 
 
+def test_repeated_query_codes_are_searched_once_and_answered_for_every_asker():
+    from fusekit.dedupe.stage import _search_unique
+
+    rng = np.random.default_rng(2)
+    codes = rng.integers(0, 2**64 - 1, 2000, dtype=np.uint64, endpoint=True)
+    codes[:200] = codes[200:400]  # exact duplicate faces
+    queries = np.concatenate([codes, codes ^ np.uint64(3), codes[:100]])  # a probe-like set, some codes repeated
+    ref = set(zip(*search.brute_pairs(queries, codes, 8)))
+    assert set(zip(*_search_unique(queries, codes, DedupeConfig()))) == ref
+    assert len(ref) > len(queries)
+
+
 def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
     ws = Workspace(tmp_path / "ws").ensure()
     rng = np.random.default_rng(1)

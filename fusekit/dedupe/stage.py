@@ -181,6 +181,21 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_pylist(), dtype=object)
 
 
+def _search_unique(queries: np.ndarray, codes: np.ndarray, config: DedupeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """range_pairs over the distinct query codes only (exact duplicate faces, probes equal to a plain hash are
+    searched once), then every query index that asked each code gets its answers."""
+    uniq, inverse = np.unique(queries, return_inverse=True)
+    uq, d = search.range_pairs(uniq, codes, config.threshold, config.search_method)
+    if len(uniq) == len(queries):
+        return np.argsort(inverse)[uq] if len(uq) else uq, d  # one asker per code: map back directly
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=len(uniq))
+    starts = np.cumsum(counts) - counts
+    reps = counts[uq]
+    offsets = np.arange(int(reps.sum()), dtype=np.int64) - np.repeat(np.cumsum(reps) - reps, reps)
+    return order[np.repeat(starts[uq], reps) + offsets], np.repeat(d, reps)
+
+
 def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeConfig):
     """(a, b, mirrored) index triples, a < b, from the pHash search over the faces in ``live``."""
     codes = hashed.phash[live]
@@ -190,7 +205,7 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
         queries += [hashed.probes[live, k] for k in range(hashed.probes.shape[1])]
         mirrored += [False] * hashed.probes.shape[1]
     n = len(codes)
-    q, d = search.range_pairs(np.concatenate(queries), codes, config.threshold, config.search_method)
+    q, d = _search_unique(np.concatenate(queries), codes, config)
     owner, kind = q % n, q // n
     flag = np.asarray(mirrored)[kind]
     a, b = np.minimum(owner, d), np.maximum(owner, d)
