@@ -8,6 +8,7 @@ dependency):  python3 -m venv /work/bench-venv && /work/bench-venv/bin/pip insta
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -65,7 +66,7 @@ def main() -> None:
     theirs_s = float(theirs)
     print(f"imagededup PHash.encode_images (2 workers): {int(count):,} files in {theirs_s:.2f} s = "
           f"{int(count) / theirs_s:,.0f} img/s")
-    print(f"ratio: fusekit is {theirs_s / ours:.2f}x imagededup")
+    print(f"ratio: fusekit is {theirs_s / ours:.2f}x imagededup (load average {os.getloadavg()[0]:.2f})")
 
 
 if __name__ == "__main__":
