@@ -113,3 +113,8 @@ def test_confirmation_rejects_lookalikes_within_the_hash_threshold():
     accepted, scores = confirm(batch.thumbs[a], batch.thumbs[b], mirrored, config.min_similarity)
     print("highest look-alike scores", np.sort(scores)[-5:], "threshold", config.min_similarity)
     assert not accepted.any(), [kinds[i] for i in np.flatnonzero(accepted)]
+    # and every look-alike pair, inside the hash threshold or not, fails the confirmation on its own
+    first, second = np.arange(0, len(batch.ok), 2), np.arange(1, len(batch.ok), 2)
+    accepted_all, _ = confirm(batch.thumbs[first], batch.thumbs[second], np.zeros(len(pairs), bool),
+                              config.min_similarity)
+    assert not accepted_all.any(), [pairs[i][2] for i in np.flatnonzero(accepted_all)]
