@@ -109,13 +109,17 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
     flags = np.asarray(mirrored, bool)
     if n == 0:
         return np.zeros(0, np.float32)
+    previous = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over pairs instead (OpenCV releases the GIL)
-    args = (thumbs_a, thumbs_b, flags)
-    if workers > 1 and n > 64:
-        with ThreadPoolExecutor(workers) as pool:
-            out = list(pool.map(_score, *args, chunksize=256))
-    else:
-        out = [_score(*t) for t in zip(*args)]
+    try:
+        args = (thumbs_a, thumbs_b, flags)
+        if workers > 1 and n > 64:
+            with ThreadPoolExecutor(workers) as pool:
+                out = list(pool.map(_score, *args))
+        else:
+            out = [_score(*t) for t in zip(*args)]
+    finally:
+        cv2.setNumThreads(previous)  # other stages in this process keep OpenCV's own threading
     return np.asarray(out, np.float32)
 
 
