@@ -14,14 +14,15 @@ import argparse
 import hashlib
 import io
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_ingest import run_fusekit  # noqa: E402 - one way to time the whole command
 
 RAF_TRAIN, RAF_TEST = 12271, 3068
 
@@ -64,17 +65,6 @@ def make_expw(root: Path, pictures: int) -> int:
                              f"{i % 7}\n")
                 lines += 1
     return lines
-
-
-def run_fusekit(args: list[str], workspace: Path) -> float:
-    shutil.rmtree(workspace, ignore_errors=True)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "fusekit", "-q", "--workspace", str(workspace), "ingest", *args,
-                           "--no-faces"], capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"fusekit failed: {done.stderr}")
-    return elapsed
 
 
 def _describe(path: str) -> dict:
