@@ -52,15 +52,20 @@ def make_archive(root: Path, target: Path, fmt: str, extra: list[tuple[str, byte
         return target
     mode = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}[fmt]
     with tarfile.open(target, mode) as tf:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tf.addfile(info)
-            else:
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
+        _add_tar_members(tf, members)
     return target
+
+
+def _add_tar_members(tf: tarfile.TarFile, members) -> None:
+    """Folders (data None) and files, in the order given."""
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        if data is None:
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+        else:
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
 
 
 def _rows(ws: Workspace, unit: str) -> tuple[list[dict], list[dict]]:
@@ -153,14 +158,7 @@ def test_links_and_devices_are_not_created(tmp_path):
     folder = kdef_tree(tmp_path / "dl")
     archive = tmp_path / "links.tar"
     with tarfile.open(archive, "w") as tf:
-        for name, data in _members(folder):
-            info = tarfile.TarInfo(name)
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tf.addfile(info)
-            else:
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
+        _add_tar_members(tf, _members(folder))
         for name, kind, target in [("KDEF_and_AKDEF/KDEF/AF01/AF01NES.JPG", tarfile.SYMTYPE, "/etc/passwd"),
                                    ("KDEF_and_AKDEF/KDEF/AF01/AF01AFS.JPG", tarfile.LNKTYPE, "/etc/passwd"),
                                    ("KDEF_and_AKDEF/dev", tarfile.CHRTYPE, "")]:
