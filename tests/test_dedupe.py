@@ -73,6 +73,16 @@ def test_fast_decode_path_is_bit_identical_to_pillow_and_imagehash():
             assert np.array_equal(thumb, np.asarray(img.convert("L").resize((64, 64), Image.BILINEAR)))
 
 
+def test_worker_processes_give_the_same_hashes(monkeypatch):
+    datas = [synthetic.encode(synthetic.face(400 + i).resize((48, 48))) for i in range(40)] + [b"", b"not an image"]
+    serial = hashing.hash_images(datas, workers=1)
+    monkeypatch.setattr(hashing, "PROCESS_MIN", 8)
+    spread = hashing.hash_images(datas, workers=2, chunk=10)
+    for name in hashing.HashBatch.__dataclass_fields__:
+        assert np.array_equal(getattr(serial, name), getattr(spread, name)), name
+    assert serial.ok.tolist() == [True] * 40 + [False, False]
+
+
 def test_search_methods_equal_brute_force():
     rng = np.random.default_rng(0)
     db = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True)

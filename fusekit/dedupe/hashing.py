@@ -242,37 +242,90 @@ def _quality(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = images.astype(np.float32)
     mean = x.mean(axis=(1, 2))
     std = x.std(axis=(1, 2))
-    lap = x[:, 1:-1, :-2] + x[:, 1:-1, 2:]
-    lap += x[:, :-2, 1:-1]
-    lap += x[:, 2:, 1:-1]
-    lap -= 4 * x[:, 1:-1, 1:-1]
+    # the 4-neighbour Laplacian of all pictures stacked as one tall image (rows at the seams are dropped below)
+    n, side = images.shape[:2]
+    lap = cv2.Laplacian(np.ascontiguousarray(images).reshape(n * side, side), cv2.CV_32F, ksize=1)
+    lap = lap.reshape(n, side, side)[:, 1:-1, 1:-1]
     sharp = lap.std(axis=(1, 2)) / np.maximum(std, 1.0)
     return mean, std, sharp
 
 
-def hash_images(datas: Sequence[bytes | None], workers: int = 2, chunk: int = 1024) -> HashBatch:
-    """Decode and hash encoded images (PNG/JPEG bytes), in chunks spread over threads (OpenCV and the matrix
-    products release the GIL)."""
-    chunks = [datas[i:i + chunk] for i in range(0, len(datas), chunk)]
-    if workers > 1 and len(chunks) > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(_reduce_batch, chunks))
-    else:
-        parts = [_reduce_batch(c) for c in chunks]
-    n = len(datas)
-    if parts:
-        ok = np.concatenate([p[0] for p in parts])
-        thumbs = np.concatenate([p[1] for p in parts])
-        quality = np.concatenate([p[2] for p in parts])
-    else:
-        ok = np.zeros(0, bool)
-        thumbs = np.zeros((0, REDUCED, REDUCED), np.uint8)
-        quality = np.zeros((0, QUALITY_SIZE, QUALITY_SIZE), np.uint8)
+PROCESS_MIN = 4096  # pictures from which hash_images spreads chunks over worker processes
+_POOL: tuple[int, object] | None = None
+
+
+def _process_pool(workers: int):
+    """One pool of worker processes for the life of this process. ``fork`` (instant, modules already imported)
+    unless TensorFlow is loaded here (its threads must not be forked): then ``forkserver`` (~1-2 s to start)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != workers:
+        import multiprocessing
+        import sys
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _POOL is not None:
+            _POOL[1].shutdown()  # type: ignore[attr-defined]
+        if "tensorflow" in sys.modules:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload([__name__])
+        else:
+            context = multiprocessing.get_context("fork")
+        _POOL = (workers, ProcessPoolExecutor(workers, mp_context=context))
+        import atexit
+
+        atexit.register(_shutdown_pool)  # before module teardown, so the pool's threads exit quietly
+    return _POOL[1]
+
+
+def _shutdown_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL[1].shutdown()  # type: ignore[attr-defined]
+        _POOL = None
+
+
+def _hash_chunk(datas: Sequence[bytes | None]) -> HashBatch:
+    """Everything for one chunk in one thread (the unit of work of a worker process)."""
+    return _finish(*_reduce_batch(datas))
+
+
+def _finish(ok: np.ndarray, thumbs: np.ndarray, quality: np.ndarray) -> HashBatch:
+    n = len(ok)
     ph, mi = phash_bits(thumbs) if n else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
     mean, std, sharp = _quality(quality) if n else (np.zeros(0, np.float32),) * 3
     zero = np.uint64(0)
     probes = np.where(ok[:, None], probe_hashes(thumbs), zero)
     return HashBatch(ok, np.where(ok, ph, zero), np.where(ok, mi, zero), quality, probes, mean, std, sharp)
+
+
+def hash_images(datas: Sequence[bytes | None], workers: int = 2, chunk: int = 1024) -> HashBatch:
+    """Decode and hash encoded images (PNG/JPEG bytes), in chunks.
+
+    From ``PROCESS_MIN`` pictures on, the chunks go to ``workers`` processes: the numpy steps hold the GIL much of
+    the time, so threads gain ~5% where processes use both cores (measured, docs/performance.md). Below, threads.
+    """
+    chunks = [datas[i:i + chunk] for i in range(0, len(datas), chunk)]
+    if workers > 1 and len(datas) >= PROCESS_MIN:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            parts = list(_process_pool(workers).map(_hash_chunk, chunks))
+            return HashBatch(*[np.concatenate([getattr(p, f) for p in parts]) for f in HashBatch.__dataclass_fields__])
+        except (BrokenProcessPool, OSError) as exc:  # no processes here (sandbox, unguarded main script): threads
+            import logging
+
+            logging.getLogger(__name__).warning("hashing in threads: worker processes failed (%s)", exc)
+            global _POOL
+            _POOL = None
+    if workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            parts3 = list(pool.map(_reduce_batch, chunks))
+    else:
+        parts3 = [_reduce_batch(c) for c in chunks]
+    if not parts3:
+        parts3 = [(np.zeros(0, bool), np.zeros((0, REDUCED, REDUCED), np.uint8),
+                   np.zeros((0, QUALITY_SIZE, QUALITY_SIZE), np.uint8))]
+    return _finish(*(np.concatenate([p[j] for p in parts3]) for j in range(3)))
 
 
 def from_table(table: pa.Table) -> HashBatch:
