@@ -242,10 +242,10 @@ def _quality(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = images.astype(np.float32)
     mean = x.mean(axis=(1, 2))
     std = x.std(axis=(1, 2))
-    # the 4-neighbour Laplacian of all pictures stacked as one tall image (rows at the seams are dropped below)
-    n, side = images.shape[:2]
-    lap = cv2.Laplacian(np.ascontiguousarray(images).reshape(n * side, side), cv2.CV_32F, ksize=1)
-    lap = lap.reshape(n, side, side)[:, 1:-1, 1:-1]
+    lap = x[:, 1:-1, :-2] + x[:, 1:-1, 2:]
+    lap += x[:, :-2, 1:-1]
+    lap += x[:, 2:, 1:-1]
+    lap -= 4 * x[:, 1:-1, 1:-1]
     sharp = lap.std(axis=(1, 2)) / np.maximum(std, 1.0)
     return mean, std, sharp
 
@@ -256,7 +256,9 @@ _POOL: tuple[int, object] | None = None
 
 def _process_pool(workers: int):
     """One pool of worker processes for the life of this process. ``fork`` (instant, modules already imported)
-    unless TensorFlow is loaded here (its threads must not be forked): then ``forkserver`` (~1-2 s to start)."""
+    unless TensorFlow is loaded here (its threads must not be forked): then ``forkserver`` (~1-2 s to start; like
+    any multiprocessing start method but fork, it needs a main script guarded by ``if __name__ == "__main__"``).
+    The workers run only OpenCV's single-threaded decoder and numpy/scipy, no OpenCV parallel region."""
     global _POOL
     if _POOL is None or _POOL[0] != workers:
         import multiprocessing
