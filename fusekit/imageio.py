@@ -92,26 +92,30 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
+def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     """PNG bytes for a uint8 array (H×W grey or H×W×3 RGB); deterministic for a given zlib.
 
-    Written directly with zlib (filter type 0 on every row) rather than through Pillow: for the small images this is
-    used on (FER-2013's 48×48 rows, video frames) Pillow's per-call overhead is ~10× the compression itself.
+    Written directly with zlib, every row with PNG's "Sub" filter (each byte minus the one a pixel to its left),
+    rather than through Pillow: for the small images this is used on (FER-2013's 48×48 rows, video frames, augmented
+    112 px faces) Pillow's per-call overhead and adaptive filtering cost 2-10× the compression itself, for files
+    within a few percent of the same size.
     """
     array = np.ascontiguousarray(pixels, dtype=np.uint8)
     if array.ndim == 2:
-        colour_type = 0
+        colour_type, bpp = 0, 1
     elif array.ndim == 3 and array.shape[2] == 3:
-        colour_type = 2
+        colour_type, bpp = 2, 3
     else:
         raise ValueError(f"encode_png takes H×W or H×W×3 uint8 arrays, got shape {array.shape}")
     height, width = array.shape[:2]
     rows = array.reshape(height, -1)
-    raw = np.zeros((height, rows.shape[1] + 1), dtype=np.uint8)  # a leading 0 per row: filter type None
-    raw[:, 1:] = rows
+    raw = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
+    raw[:, 0] = 1  # filter type Sub
+    raw[:, 1:1 + bpp] = rows[:, :bpp]
+    np.subtract(rows[:, bpp:], rows[:, :-bpp], out=raw[:, 1 + bpp:])  # uint8 arithmetic wraps mod 256, as PNG wants
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
-            + _png_chunk(b"IEND", b""))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _png_chunk(b"IEND", b""))
 
 
 def encoded_info(data: bytes) -> ImageInfo:
