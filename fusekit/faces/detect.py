@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 WORK_FACE = 20  # px: the smallest face at the resolution the detector sees (MTCNN's default min_face_size)
 MIN_VIEW = 24  # px: PNet needs at least one pyramid level of 12 px
+PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels
+_SOURCE_CHUNK = 16  # full-resolution pictures resized together for PNet's levels (bounds memory)
 _ROUND = 16  # views are padded to a multiple of this, so that batches of similar pictures share one shape
 
 
@@ -59,6 +61,22 @@ class Detection:
 
 
 Thresholds = tuple[float, float, float]
+# A view's full-resolution picture: (uint8 H×W×3 pixels, scale, dx, dy) with ``source = view * scale + (dx, dy)``.
+Source = tuple[np.ndarray, float, float, float]
+
+
+def _map_boxes(rows: np.ndarray, scale: np.ndarray | float, shift: np.ndarray, landmarks: bool = False) -> np.ndarray:
+    """mtcnn rows (image id, x0, y0, x1, y1, score[, 5 x, 5 y]) mapped by ``v * scale[id] + shift[id]``."""
+    rows = np.array(rows, dtype=np.float64)
+    ids = rows[:, 0].astype(int)
+    s = (np.broadcast_to(scale, (len(shift),)) if np.ndim(scale) == 0 else np.asarray(scale))[ids][:, None]
+    dx, dy = shift[ids, 0:1], shift[ids, 1:2]
+    rows[:, [1, 3]] = rows[:, [1, 3]] * s + dx
+    rows[:, [2, 4]] = rows[:, [2, 4]] * s + dy
+    if landmarks:
+        rows[:, 6:11] = rows[:, 6:11] * s + dx
+        rows[:, 11:16] = rows[:, 11:16] * s + dy
+    return rows
 
 
 class FaceDetector(Protocol):
@@ -197,11 +215,113 @@ class MtcnnDetector:
                     stage._model = _CompiledByShape(model) if n == 0 else _Compiled(model)
         self.name = f"mtcnn {mtcnn_version()}"
 
-    def _run(self, batch: np.ndarray, thresholds: Thresholds) -> np.ndarray:
+    def _run(self, batch: np.ndarray, thresholds: Thresholds,
+             sources: Sequence[Source | None] | None = None) -> np.ndarray:
+        """MTCNN's three stages on a batch of one shape (as ``detect_faces`` runs them), except that RNet and ONet cut
+        their patches from ``sources[k]`` (the full-resolution picture a downscaled view came from) where one is
+        given: PNet's proposals come from the small view (the speed), the box regression that defines the final box
+        from full-resolution pixels, as a plain MTCNN run on the picture sees them. Rows are in view coordinates."""
+        from mtcnn.utils.bboxes import (adjust_bboxes, pick_matches, replace_confidence, resize_to_square,
+                                        smart_nms_from_bboxes)
+        from mtcnn.utils.landmarks import adjust_landmarks
+
+        tf = self._tf
+        pnet, rnet, onet = self._mtcnn.stages
         p, r, o = thresholds
-        with self._tf.device(self.device):
-            return self._mtcnn.detect_faces(list(batch), box_format="xyxy", output_type="numpy", fit_to_image=False,
-                                            threshold_pnet=p, threshold_rnet=r, threshold_onet=o)
+        n, height, width = batch.shape[:3]
+        sources = list(sources) if sources is not None else [None] * n
+        with tf.device(self.device):
+            normalized = tf.convert_to_tensor((batch - 127.5) / 128.0, dtype=tf.float32)
+            scale = np.array([s[1] if s is not None else 1.0 for s in sources])
+            shift = np.array([(s[2], s[3]) if s is not None else (0.0, 0.0) for s in sources])
+            found = []
+            if any(s is None for s in sources):
+                rows = pnet(images_normalized=normalized, images_oshapes=np.array([[height, width, 3]] * n),
+                            threshold_pnet=p)
+                found.append(rows[[sources[int(i)] is None for i in rows[:, 0]]] if len(rows) else rows)
+            if any(s is not None for s in sources):
+                found.append(self._pnet_on_sources(sources, p))
+            boxes = np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1, 6) for f in found], axis=0)
+            if not len(boxes):
+                return np.empty((0, 16))
+            patches = self._patches(normalized, sources, boxes, 24)
+            offsets, scores = rnet._model(patches)
+            boxes = adjust_bboxes(replace_confidence(boxes, np.asarray(scores)), np.asarray(offsets))
+            boxes = pick_matches(boxes, score_threshold=r)
+            if not len(boxes):
+                return np.empty((0, 16))
+            boxes = resize_to_square(smart_nms_from_bboxes(boxes, threshold=0.7, method="union", initial_sort=True))
+            patches = self._patches(normalized, sources, boxes, 48)
+            offsets, marks, scores = onet._model(patches)
+            marks = adjust_landmarks(marks, boxes)
+            boxes = adjust_bboxes(replace_confidence(boxes, np.asarray(scores)), np.asarray(offsets))
+            boxes = pick_matches(np.concatenate([boxes, marks], axis=-1), scores_column=5, score_threshold=o)
+            if not len(boxes):
+                return np.empty((0, 16))
+            boxes = smart_nms_from_bboxes(boxes, threshold=0.7, method="min", initial_sort=True)
+            return _map_boxes(boxes, 1.0 / scale, -shift / scale[:, None], landmarks=True)
+
+    def _pnet_on_sources(self, sources: Sequence[Source | None], threshold: float) -> np.ndarray:
+        """PNet proposals (rows in source pixels, squared) for the views that have a full-resolution source: on the
+        pyramid levels of MTCNN's own pyramid for the source (same scales, same AREA resizing from the full picture)
+        that the downscaled view's pyramid covers, i.e. without the large levels that only find faces smaller than
+        the smallest face searched for. Those large levels are where a plain run spends its time."""
+        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.images import build_scale_pyramid, scale_images
+
+        tf = self._tf
+        pnet = self._mtcnn.stages[0]
+        groups: dict[tuple[int, int, float], list[int]] = {}
+        for k, src in enumerate(sources):
+            if src is not None:
+                groups.setdefault((*src[0].shape[:2], round(src[1], 6)), []).append(k)
+        found = []
+        for (h, w, view_scale), members in sorted(groups.items()):
+            scales = build_scale_pyramid(w, h, min_face_size=WORK_FACE, scale_factor=PYRAMID_FACTOR)
+            scales = scales[scales <= (12 / WORK_FACE) / view_scale * (1 + 1e-3)]
+            for start in range(0, len(members), _SOURCE_CHUNK):
+                chunk = members[start:start + _SOURCE_CHUNK]
+                images = tf.cast(np.stack([sources[k][0] for k in chunk]), tf.float32)
+                for level in scales:
+                    out = pnet._model((scale_images(images, level) - 127.5) / 128.0)
+                    rows = generate_bounding_box(out[0], out[1], threshold)
+                    if not len(rows):
+                        continue
+                    rows = upscale_bboxes(rows, np.full(len(chunk), level))
+                    rows = smart_nms_from_bboxes(rows, threshold=0.5, method="union", initial_sort=False)
+                    rows[:, 0] = np.asarray(chunk)[rows[:, 0].astype(int)]
+                    found.append(rows)
+        if not found:
+            return np.empty((0, 6))
+        rows = smart_nms_from_bboxes(np.concatenate(found, axis=0), threshold=0.7, method="union", initial_sort=True)
+        return resize_to_square(rows)
+
+    def _patches(self, normalized, sources: Sequence[Source | None], boxes: np.ndarray, size: int):  # type: ignore[no-untyped-def]
+        """``size``-px patches at ``boxes`` (rows: image id, x0, y0, x1, y1, ...) in mtcnn's row order: from the view
+        batch, or from the image's full-resolution source (outside it: 0 after normalising, as mtcnn pads)."""
+        from mtcnn.utils.images import extract_patches
+
+        tf = self._tf
+        ids = boxes[:, 0].astype(int)
+        from_source = np.array([sources[i] is not None for i in ids], dtype=bool)
+        if not from_source.any():
+            return extract_patches(normalized, boxes, expected_size=(size, size))
+        parts, order = [], []
+        rest = np.flatnonzero(~from_source)
+        if len(rest):
+            parts.append(extract_patches(normalized, boxes[rest], expected_size=(size, size)))
+            order.append(rest)
+        for i in np.unique(ids[from_source]):
+            rows = np.flatnonzero(ids == i)
+            pixels = sources[i][0]
+            h, w = pixels.shape[:2]
+            coords = boxes[rows][:, [2, 1, 4, 3]] / np.array([h, w, h, w])
+            cut = tf.image.crop_and_resize(pixels[None], coords.astype(np.float32), np.zeros(len(rows), np.int32),
+                                           (size, size), extrapolation_value=127.5)
+            parts.append((cut - 127.5) / 128.0)
+            order.append(rows)
+        patches = tf.concat(parts, axis=0)
+        return tf.gather(patches, np.argsort(np.concatenate(order)))
 
     def refine(self, crops: Sequence[np.ndarray], box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
         """ONet on the same square ``box`` (x0, y0, x1, y1) of each crop: MTCNN's last stage without the proposal
@@ -224,7 +344,11 @@ class MtcnnDetector:
         regressed = np.array([x0, y0, x1, y1]) + np.asarray(offsets, dtype=np.float64) * np.array([bw, bh, bw, bh])
         return np.stack([xs, ys], axis=2), regressed
 
-    def detect(self, views: Sequence[np.ndarray], thresholds: Thresholds) -> list[list[Detection] | None]:
+    accepts_sources = True  # detect() takes each view's full-resolution picture for RNet and ONet
+
+    def detect(self, views: Sequence[np.ndarray], thresholds: Thresholds,
+               sources: Sequence[Source | None] | None = None) -> list[list[Detection] | None]:
+        sources = list(sources) if sources is not None else [None] * len(views)
         results: list[list[Detection] | None] = [[] for _ in views]
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, view in enumerate(views):
@@ -237,20 +361,21 @@ class MtcnnDetector:
                 for k, i in enumerate(chosen):
                     h, w = views[i].shape[:2]
                     batch[k, :h, :w] = views[i]
-                self._detect_batch(batch, chosen, views, thresholds, results)
+                self._detect_batch(batch, chosen, views, thresholds, results, sources)
         return results
 
     def _detect_batch(self, batch: np.ndarray, chosen: list[int], views: Sequence[np.ndarray],
-                      thresholds: Thresholds, results: list[list[Detection] | None]) -> None:
+                      thresholds: Thresholds, results: list[list[Detection] | None],
+                      sources: Sequence[Source | None]) -> None:
         try:
-            rows = self._run(batch, thresholds)
+            rows = self._run(batch, thresholds, [sources[i] for i in chosen])
         except Exception as exc:  # noqa: BLE001 - one odd picture must not cost its whole batch
             if len(chosen) == 1:
                 log.warning("face detector failed on one picture: %s: %s", type(exc).__name__, exc)
                 results[chosen[0]] = None
                 return
             for k, i in enumerate(chosen):
-                self._detect_batch(batch[k:k + 1], [i], views, thresholds, results)
+                self._detect_batch(batch[k:k + 1], [i], views, thresholds, results, sources)
             return
         for row in np.asarray(rows, dtype=np.float64).reshape(-1, 16):
             i = chosen[int(row[0])]

@@ -153,7 +153,13 @@ def analyse(items: Sequence[Item], detector: FaceDetector, size: int = 112) -> l
         views.setdefault(item.settings.thresholds, []).append((i, _view(item)))
     chosen: list[list[Detection]] = [[] for _ in items]
     for thresholds, members in views.items():
-        found = detector.detect([v.pixels for _, v in members], thresholds)
+        if getattr(detector, "accepts_sources", False):
+            # a downscaled view's RNet/ONet patches come from the full-resolution picture (final boxes as MTCNN's own)
+            sources = [(items[i].picture.pixels, v.scale, v.dx, v.dy) if v.scale > 1.0 + 1e-6 else None
+                       for i, v in members]
+            found = detector.detect([v.pixels for _, v in members], thresholds, sources=sources)
+        else:
+            found = detector.detect([v.pixels for _, v in members], thresholds)
         for (i, view), detections in zip(members, found):
             chosen[i] = _choose(items[i], view, detections, outcomes[i])
     _refine(items, chosen, detector)
