@@ -156,14 +156,31 @@ class _Compiled:
         n = int(x.shape[0])
         if n == 0:
             return self._model(x)
-        if n > self.MAX_BUCKET:
-            parts = [self(x[i:i + self.MAX_BUCKET]) for i in range(0, n, self.MAX_BUCKET)]
+        sizes = _chunks(n, self.MAX_BUCKET)
+        if len(sizes) > 1:
+            edges = np.cumsum([0, *sizes])
+            parts = [self(x[a:b]) for a, b in zip(edges[:-1], edges[1:])]
             return tuple(tf.concat([p[k] for p in parts], axis=0) for k in range(len(parts[0])))
         bucket = max(16, 1 << (n - 1).bit_length())
         x = tf.convert_to_tensor(x, dtype=tf.float32)
         if bucket > n:
             x = tf.concat([x, tf.zeros((bucket - n, *x.shape[1:]), dtype=x.dtype)], axis=0)
         return tuple(out[:n] for out in self._fn(x))
+
+
+def _chunks(n: int, largest: int) -> list[int]:
+    """``n`` patches split into power-of-two calls (the compiled shapes) with little padding: 257 -> 256 + 1 (padded
+    to 16) rather than one call padded to 512, which doubled ONet's time on a batch of pre-cropped faces."""
+    sizes = []
+    while n > 0:
+        take = largest
+        if n < largest:
+            up = max(16, 1 << (n - 1).bit_length())
+            # at most a quarter padding (or under 16 patches); else the largest power of two that fits, then the rest
+            take = n if up - n <= max(15, up // 4) else 1 << (n.bit_length() - 1)
+        sizes.append(take)
+        n -= take
+    return sizes
 
 
 class _CompiledByShape:
@@ -221,9 +238,10 @@ class MtcnnDetector:
         their patches from ``sources[k]`` (the full-resolution picture a downscaled view came from) where one is
         given: PNet's proposals come from the small view (the speed), the box regression that defines the final box
         from full-resolution pixels, as a plain MTCNN run on the picture sees them. Rows are in view coordinates."""
-        from mtcnn.utils.bboxes import (adjust_bboxes, pick_matches, replace_confidence, resize_to_square,
-                                        smart_nms_from_bboxes)
+        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence, resize_to_square
         from mtcnn.utils.landmarks import adjust_landmarks
+
+        from fusekit.faces.nms import nms
 
         tf = self._tf
         pnet, rnet, onet = self._mtcnn.stages
@@ -236,8 +254,7 @@ class MtcnnDetector:
             shift = np.array([(s[2], s[3]) if s is not None else (0.0, 0.0) for s in sources])
             found = []
             if any(s is None for s in sources):
-                rows = pnet(images_normalized=normalized, images_oshapes=np.array([[height, width, 3]] * n),
-                            threshold_pnet=p)
+                rows = self._pnet_on_views(normalized, p)
                 found.append(rows[[sources[int(i)] is None for i in rows[:, 0]]] if len(rows) else rows)
             if any(s is not None for s in sources):
                 found.append(self._pnet_on_sources(sources, p))
@@ -250,7 +267,7 @@ class MtcnnDetector:
             boxes = pick_matches(boxes, score_threshold=r)
             if not len(boxes):
                 return np.empty((0, 16))
-            boxes = resize_to_square(smart_nms_from_bboxes(boxes, threshold=0.7, method="union", initial_sort=True))
+            boxes = resize_to_square(nms(boxes, 0.7, "union", initial_sort=True))
             patches = self._patches(normalized, sources, boxes, 48)
             offsets, marks, scores = onet._model(patches)
             marks = adjust_landmarks(marks, boxes)
@@ -258,16 +275,37 @@ class MtcnnDetector:
             boxes = pick_matches(np.concatenate([boxes, marks], axis=-1), scores_column=5, score_threshold=o)
             if not len(boxes):
                 return np.empty((0, 16))
-            boxes = smart_nms_from_bboxes(boxes, threshold=0.7, method="min", initial_sort=True)
+            boxes = nms(boxes, 0.7, "min", initial_sort=True)
             return _map_boxes(boxes, 1.0 / scale, -shift / scale[:, None], landmarks=True)
+
+    def _pnet_on_views(self, normalized, threshold: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """mtcnn's PNet stage on a batch of one shape (its pyramid, its rules), with the vectorised NMS."""
+        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, upscale_bboxes
+        from mtcnn.utils.images import build_scale_pyramid, scale_images
+
+        from fusekit.faces.nms import nms
+
+        n, height, width = (int(v) for v in normalized.shape[:3])
+        model = self._mtcnn.stages[0]._model
+        found = []
+        for level in build_scale_pyramid(width, height, min_face_size=WORK_FACE, scale_factor=PYRAMID_FACTOR):
+            out = model(scale_images(normalized, level))
+            rows = generate_bounding_box(out[0], out[1], threshold)
+            if len(rows):
+                found.append(nms(upscale_bboxes(rows, np.full(n, level)), 0.5, "union", initial_sort=False))
+        if not found:
+            return np.empty((0, 6))
+        return resize_to_square(nms(np.concatenate(found, axis=0), 0.7, "union", initial_sort=True))
 
     def _pnet_on_sources(self, sources: Sequence[Source | None], threshold: float) -> np.ndarray:
         """PNet proposals (rows in source pixels, squared) for the views that have a full-resolution source: on the
         pyramid levels of MTCNN's own pyramid for the source (same scales, same AREA resizing from the full picture)
         that the downscaled view's pyramid covers, i.e. without the large levels that only find faces smaller than
         the smallest face searched for. Those large levels are where a plain run spends its time."""
-        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, upscale_bboxes
         from mtcnn.utils.images import build_scale_pyramid, scale_images
+
+        from fusekit.faces.nms import nms
 
         tf = self._tf
         pnet = self._mtcnn.stages[0]
@@ -288,12 +326,12 @@ class MtcnnDetector:
                     if not len(rows):
                         continue
                     rows = upscale_bboxes(rows, np.full(len(chunk), level))
-                    rows = smart_nms_from_bboxes(rows, threshold=0.5, method="union", initial_sort=False)
+                    rows = nms(rows, 0.5, "union", initial_sort=False)
                     rows[:, 0] = np.asarray(chunk)[rows[:, 0].astype(int)]
                     found.append(rows)
         if not found:
             return np.empty((0, 6))
-        rows = smart_nms_from_bboxes(np.concatenate(found, axis=0), threshold=0.7, method="union", initial_sort=True)
+        rows = nms(np.concatenate(found, axis=0), 0.7, "union", initial_sort=True)
         return resize_to_square(rows)
 
     def _patches(self, normalized, sources: Sequence[Source | None], boxes: np.ndarray, size: int):  # type: ignore[no-untyped-def]

@@ -155,7 +155,9 @@ def analyse(items: Sequence[Item], detector: FaceDetector, size: int = 112) -> l
     for thresholds, members in views.items():
         if getattr(detector, "accepts_sources", False):
             # a downscaled view's RNet/ONet patches come from the full-resolution picture (final boxes as MTCNN's own)
-            sources = [(items[i].picture.pixels, v.scale, v.dx, v.dy) if v.scale > 1.0 + 1e-6 else None
+            # (whole frames only: a canvas around a given box or a padded pre-cropped face keeps its own view)
+            sources = [(items[i].picture.pixels, v.scale, v.dx, v.dy)
+                       if v.scale > 1.0 + 1e-6 and items[i].settings.name in ("full_frame", "crawled") else None
                        for i, v in members]
             found = detector.detect([v.pixels for _, v in members], thresholds, sources=sources)
         else:
