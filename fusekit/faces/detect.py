@@ -14,6 +14,12 @@ What this adds to ``MTCNN.detect_faces``:
   (Passing a larger ``min_face_size`` instead breaks mtcnn 1.0.0: its scale count ignores it and PNet gets inputs
   smaller than its kernels.)
 
+- **Full-resolution refinement for whole frames.** A frame is downscaled only to decide which pyramid levels PNet
+  needs: PNet then runs on MTCNN's own levels of the full picture (same scales, same AREA resizing) without the large
+  ones that only find faces below the minimum size (where a plain run spends its time), and RNet and ONet cut their
+  patches from the full-resolution picture. Final boxes are then a plain MTCNN run's (IoU >= 0.98 on the benchmark).
+- **Vectorised NMS** (``fusekit.faces.nms``): mtcnn's rule over a whole batch at once instead of image by image.
+
 A GPU is used when TensorFlow sees one. TensorFlow is imported only when a detector is built.
 """
 
