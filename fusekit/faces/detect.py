@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 WORK_FACE = 20  # px: the smallest face at the resolution the detector sees (MTCNN's default min_face_size)
 MIN_VIEW = 24  # px: PNet needs at least one pyramid level of 12 px
 PYRAMID_FACTOR = 0.709  # MTCNN's scale step between pyramid levels
-_SOURCE_CHUNK = 16  # full-resolution pictures resized together for PNet's levels (bounds memory)
+_SOURCE_CHUNK = 16  # full-resolution pictures resized together for PNet's levels (bounds memory) ...
+_SOURCE_PIXELS = 1 << 24  # ... and at most this many pixels in one such group (float32 RGB: 192 MiB)
 _ROUND = 16  # views are padded to a multiple of this, so that batches of similar pictures share one shape
 
 
@@ -323,8 +324,9 @@ class MtcnnDetector:
         for (h, w, view_scale), members in sorted(groups.items()):
             scales = build_scale_pyramid(w, h, min_face_size=WORK_FACE, scale_factor=PYRAMID_FACTOR)
             scales = scales[scales <= (12 / WORK_FACE) / view_scale * (1 + 1e-3)]
-            for start in range(0, len(members), _SOURCE_CHUNK):
-                chunk = members[start:start + _SOURCE_CHUNK]
+            step = max(1, min(_SOURCE_CHUNK, _SOURCE_PIXELS // (h * w)))  # large crawled pictures: fewer at once
+            for start in range(0, len(members), step):
+                chunk = members[start:start + step]
                 images = tf.cast(np.stack([sources[k][0] for k in chunk]), tf.float32)
                 for level in scales:
                     out = pnet._model((scale_images(images, level) - 127.5) / 128.0)
