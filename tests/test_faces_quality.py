@@ -115,3 +115,18 @@ def test_ingest_leaves_faces_and_faces_command_finds_nothing_new(detector, photo
     assert "lab: 4 faces from 5 images, 4 aligned, 0 kept unaligned, 1 rejected (no_face 1)" in out
     code, _, err = call_cli(capsys, "faces", "--units", "nothere", workspace=ws)
     assert code == 2 and err.startswith("Error: nothere is not in the workspace's images")
+
+
+def test_downscaled_frames_give_plain_mtcnn_boxes(detector, photos):
+    """PNet sees a downscaled frame, RNet/ONet the full picture: the box is the one a plain MTCNN run returns."""
+    from mtcnn import MTCNN
+
+    plain = MTCNN()
+    rng = np.random.default_rng(5)
+    for k in range(4):
+        image = frame(photos[("astronaut", "grace_hopper")[k % 2]], rng, (640, 480), float(rng.uniform(0.3, 0.5)),
+                      False, (120, 130, 140))
+        faces = detect_and_align(image, "full_frame", detector=detector)
+        expected = plain.detect_faces(np.asarray(image))
+        assert len(faces) == 1 and len(expected) == 1
+        assert iou(xyxy(faces[0].box), xyxy(expected[0]["box"])) >= 0.95
