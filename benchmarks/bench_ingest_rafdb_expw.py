@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ingest import run_fusekit  # noqa: E402 - one way to time the whole command
+from bench_ingest import compare  # noqa: E402 - one way to time and print the whole command
 
 RAF_TRAIN, RAF_TEST = 12271, 3068
 
@@ -127,15 +127,11 @@ def main() -> None:
     os.sync()
 
     total = RAF_TRAIN + RAF_TEST
-    naive = naive_rafdb(raf, work / "naive-raf.parquet")
-    ours = run_fusekit(["rafdb", "--source", str(raf)], work / "ws-raf")
-    print(f"ingest rafdb basic/, {total:,} aligned crops: fusekit {ours:.1f} s ({total / ours:,.0f} images/s, whole "
-          f"command) | naive label-file+Pillow loop {naive:.1f} s | speed-up {naive / ours:.2f}x")
-    naive = naive_expw(expw, work / "naive-expw.parquet")
-    ours = run_fusekit(["expw", "--source", str(expw)], work / "ws-expw")
-    print(f"ingest expw, {lines:,} faces in {args.pictures:,} pictures: fusekit {ours:.1f} s ({lines / ours:,.0f} "
-          f"faces/s, whole command) | naive pandas+Pillow loop (meerkat-style) {naive:.1f} s | "
-          f"speed-up {naive / ours:.2f}x")
+    compare(f"rafdb basic/, {total:,} aligned crops", total, "images", "naive label-file+Pillow loop",
+            naive_rafdb(raf, work / "naive-raf.parquet"), ["rafdb", "--source", str(raf)], work / "ws-raf")
+    compare(f"expw, {lines:,} faces in {args.pictures:,} pictures", lines, "faces",
+            "naive pandas+Pillow loop (meerkat-style)", naive_expw(expw, work / "naive-expw.parquet"),
+            ["expw", "--source", str(expw)], work / "ws-expw")
 
 
 if __name__ == "__main__":
