@@ -67,7 +67,7 @@ class ChunkProcessor:
 
     def __init__(self, source: Source, manifest: Manifest, spec: Variant, workers: int) -> None:
         self.root = source.root  # not the source itself: a processor is sent to worker processes
-        self._recent: dict[str | None, Any] = {}
+        self._last_file: tuple[str, Any] | None = None  # (path, ImageInfo) of the last file decoded
         self.manifest = manifest
         self.spec = spec
         self.workers = workers
@@ -119,8 +119,9 @@ class ChunkProcessor:
             return "rejects", self._reject(record, record.reject, record.reject_detail)
         try:
             label = self._label(record)
-            if record.load is None and record.path in self._recent:
-                data, info = b"", self._recent[record.path]  # another face of the picture just read (ExpW)
+            last = self._last_file
+            if record.load is None and last is not None and last[0] == record.path:
+                data, info = b"", last[1]  # another face of the picture just read (ExpW): faces arrive together
             else:
                 data = self._bytes(record)
                 if record.encoded_here and not record.check_blank:
@@ -129,7 +130,7 @@ class ChunkProcessor:
                     info = inspect(data, check_blank=record.check_blank, blank_mean=self.blank_mean,
                                    blank_std=self.blank_std)
                 if record.load is None:
-                    self._recent = {record.path: info}  # one entry: faces of a picture arrive together
+                    self._last_file = (record.path, info)
         except Rejected as rejected:
             return "rejects", self._reject(record, rejected.reason, rejected.detail)
         stored = record.load is not None
@@ -158,10 +159,11 @@ class ChunkProcessor:
         }
 
     def __call__(self, chunk: list[Record]) -> dict[str, pa.Table]:
-        # Decoding and hashing release the GIL, so threads overlap file reads and decodes.
+        # Threads help only where the work releases the GIL for long (file reads, video frames, large JPEGs); for
+        # small images the Python around the decode dominates, which is why `_chunk_runner` prefers processes.
         if self.workers > 1 and len(chunk) > 64:
             with ThreadPoolExecutor(self.workers) as pool:
-                results = list(pool.map(self.process_one, chunk, chunksize=32))
+                results = list(pool.map(self.process_one, chunk))
         else:
             results = [self.process_one(r) for r in chunk]
         rows: dict[str, list[dict[str, Any]]] = {"images": [], "rejects": []}
@@ -293,21 +295,21 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, _chunk_runner(processor, source, config) as run:
         pending: deque[tuple[int, int, Any]] = deque()
 
-        def settle(index: int, size: int, result: Any) -> None:
-            tables = result.result() if hasattr(result, "result") else result
-            stats = _part_stats(tables)
-            staging.write_part(index, tables, stats)
+        def account(stats: dict[str, Any], size: int) -> None:
             _add_stats(report, stats)
             report.parts += 1
             bar.update(size)
 
+        def settle(index: int, size: int, result: Any) -> None:
+            tables = result.result() if hasattr(result, "result") else result  # a Future from the process pool
+            stats = _part_stats(tables)
+            staging.write_part(index, tables, stats)
+            account(stats, size)
+
         for index, chunk in enumerate(_chunks(_dedupe_keys(source.records()), config.chunk_size)):
             if staging.is_done(index):
-                stats = staging.done_stats(index)
                 report.resumed_parts += 1
-                _add_stats(report, stats)
-                report.parts += 1
-                bar.update(len(chunk))
+                account(staging.done_stats(index), len(chunk))
                 continue
             pending.append((index, len(chunk), run(chunk)))
             # Parts are written in order, and at most a few chunks are in flight: memory stays bounded.
