@@ -5,12 +5,38 @@ policy, size)`` does the same for one picture (``pipeline``, for predict); ``sta
 `fusekit status` prints for the stage. Modules: ``decode`` (bytes -> upright RGB), ``detect`` (batched MTCNN),
 ``align`` (template, similarity fit, crops), ``policies`` (per-source settings and keep rules), ``pipeline`` (a batch
 of pictures -> faces), ``stage`` (the resumable chunked runner), ``summary`` (status lines).
+
+Names are loaded on first use, so that `fusekit status` (which imports ``fusekit.faces.summary``) does not pay for
+OpenCV, Pillow and the detector modules.
 """
 
-from fusekit.faces.pipeline import AlignedFace, detect_and_align
-from fusekit.faces.policies import DEFAULTS, POLICIES, FacesConfig, PolicySettings
-from fusekit.faces.stage import FacesReport, UnitReport, run_faces
-from fusekit.faces.summary import FaceCounts, counts, status_lines
+from __future__ import annotations
 
-__all__ = ["AlignedFace", "DEFAULTS", "POLICIES", "FaceCounts", "FacesConfig", "FacesReport", "PolicySettings",
-           "UnitReport", "counts", "detect_and_align", "run_faces", "status_lines"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AlignedFace": "fusekit.faces.pipeline",
+    "detect_and_align": "fusekit.faces.pipeline",
+    "DEFAULTS": "fusekit.faces.policies",
+    "POLICIES": "fusekit.faces.policies",
+    "FacesConfig": "fusekit.faces.policies",
+    "PolicySettings": "fusekit.faces.policies",
+    "FacesReport": "fusekit.faces.stage",
+    "UnitReport": "fusekit.faces.stage",
+    "run_faces": "fusekit.faces.stage",
+    "FaceCounts": "fusekit.faces.summary",
+    "counts": "fusekit.faces.summary",
+    "status_lines": "fusekit.faces.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fusekit.faces' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
