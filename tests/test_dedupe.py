@@ -7,7 +7,6 @@ import hashlib
 import imagehash
 import numpy as np
 import pyarrow as pa
-import pytest
 from PIL import Image, ImageFilter, ImageOps
 
 from fusekit.dedupe import DedupeConfig, run_dedupe, status_lines

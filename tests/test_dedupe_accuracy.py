@@ -7,7 +7,6 @@ box, most of it generating the faces and registering the ~19,000 candidate pairs
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 
 import numpy as np

@@ -3,7 +3,6 @@ through ingest -> faces -> dedupe."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 

@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -174,7 +174,3 @@ def _row_sizes(table: pa.Table) -> list[int]:
 def _image_bytes(table: pa.Table) -> int:
     data = table.column("image").combine_chunks().field("bytes")
     return int(pa.compute.sum(pa.compute.binary_length(data)).as_py() or 0)
-
-
-def rows_table(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(list(rows), schema=schema)

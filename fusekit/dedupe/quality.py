@@ -10,15 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-# Order matters: a face gets the first reason that applies.
-REASONS = {
-    "too_small": "the source face is smaller than --min-face pixels (shorter side)",
-    "undecodable": "the aligned crop could not be decoded",
-    "blank": "a (near-)constant face: grey standard deviation below --min-contrast",
-    "dark": "mean grey level below --min-brightness",
-    "blurred": "sharpness (Laplacian std / grey std at 64x64) below --min-sharpness",
-}
-
 
 def quality_reasons(face_short_side: np.ndarray, ok: np.ndarray, mean: np.ndarray, std: np.ndarray,
                     sharpness: np.ndarray, *, min_face: int, min_contrast: float, min_brightness: float,
@@ -26,7 +17,7 @@ def quality_reasons(face_short_side: np.ndarray, ok: np.ndarray, mean: np.ndarra
     """An object array: the drop reason of each face, or None."""
     n = len(ok)
     reason = np.full(n, None, dtype=object)
-    checks = [
+    checks = [  # order matters: a face gets the first reason that applies
         ("too_small", np.nan_to_num(face_short_side, nan=1e9) < min_face),
         ("undecodable", ~ok),
         ("blank", std < min_contrast),

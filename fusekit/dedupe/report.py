@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
-
-import pyarrow as pa
 
 from fusekit.dedupe.stage import UNIT, DedupeReport
 from fusekit.records import DECISIONS_SCHEMA
