@@ -38,13 +38,6 @@ from fusekit.taxonomy import normalise
 csv.field_size_limit(1 << 24)
 
 
-def _check_options(source: Source, known: tuple[str, ...]) -> None:
-    unknown = sorted(set(source.options) - set(known))
-    if unknown:
-        takes = f"takes the options {', '.join(known)}" if known else "takes no options"
-        raise ConfigError(f"affectnet variant {source.variant!r} {takes}; got {', '.join(unknown)}")
-
-
 def _label_name(spec: Variant, raw: str) -> str:
     name = {str(k): v for k, v in (spec.extra.get("label_names") or {}).items()}.get(raw)
     return f"{raw} ({name})" if name else raw
@@ -122,7 +115,7 @@ class AffectNetOfficial(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_options(self, ())
+        self.check_options(by_variant=True)
         lists_dir = self._lists_dir(anchor)
         self.lists = _list_files(lists_dir)
         found = find_dirs(anchor, lambda p: p.name.lower() == IMAGE_FOLDER, max_depth=3)
@@ -282,7 +275,7 @@ class AffectNetNpy(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_options(self, ())
+        self.check_options(by_variant=True)
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
@@ -384,7 +377,7 @@ class AffectNetKaggle(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_options(self, ("min_relfcs",))
+        self.check_options(("min_relfcs",), by_variant=True)
         threshold = self.option("min_relfcs", None)
         try:
             self.min_relfcs = None if threshold in (None, "") else float(threshold)
@@ -522,7 +515,7 @@ class AffectNetYolo(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_options(self, ())
+        self.check_options(by_variant=True)
         self.names = _yolo_names(anchor)
         self.by_name: dict[str, str | None] = {}
         if self.names is not None:

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from fusekit.errors import ConfigError
 from fusekit.manifests import Variant
 from fusekit.records import Record
 
@@ -21,6 +22,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 STRAY_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "icon\r"})
 DOC_PATTERN = re.compile(r"^(readme|license|licence|copying|citation)([._-].*)?$|\.(txt|md|pdf|doc|docx|html?)$", re.I)
 STRAY_DIRS = frozenset({"__macosx", ".git", ".ipynb_checkpoints"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 
 def is_image_name(name: str) -> bool:
@@ -133,6 +136,39 @@ class Source(ABC):
         if name in self.options and self.options[name] is not None:
             return self.options[name]
         return self.spec.extra.get(name, default)
+
+    def check_options(self, known: tuple[str, ...] = (), usage: str | None = None, by_variant: bool = False) -> None:
+        """Refuse ``-o`` options this source does not read, so that a typo is not silently ignored.
+
+        ``usage`` replaces the plain 'takes the options a, b' wording; ``by_variant`` names the variant in the message,
+        for families whose variants take different options.
+        """
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            who = f"{self.dataset} variant {self.variant!r}" if by_variant else self.dataset
+            takes = usage or (f"takes the options {', '.join(known)}" if known else "takes no options")
+            raise ConfigError(f"{who} {takes}; got {', '.join(unknown)}")
+
+    def count_option(self, name: str, default: int, unit: str = "frames") -> int:
+        """A whole-number ``-o`` option, 0 or more."""
+        value = self.option(name, default)
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ConfigError(f"-o {name}= takes a whole number of {unit} (0 or more), got {value!r}")
+        return number
+
+    def bool_option(self, name: str, default: bool) -> bool:
+        """A yes/no ``-o`` option (1/0, true/false, yes/no, on/off; empty is false)."""
+        value = self.option(name, default)
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS | FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ConfigError(f"-o {name}= takes true or false, got {value!r}")
 
 
 class FolderSource(Source):

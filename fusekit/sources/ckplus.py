@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from fusekit.errors import ConfigError
 from fusekit.manifests import Variant
 from fusekit.records import Record
 from fusekit.sources.base import FolderSource, Source, find_dirs, in_stray_dir, stray_reason, walk
@@ -36,36 +35,6 @@ ANNOTATION_RE = re.compile(r"^S\d{3}_\d{3}_\d{8}_(emotion|facs|landmarks)\.txt$"
 NEUTRAL = "0"  # CK+ id 0 = neutral; the manifest maps it
 CK48_CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
 PROBE_SUBJECTS = 30  # how many subject folders find() looks into before giving up on a candidate root
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
-
-
-def _int_option(source: Source, name: str, default: int) -> int:
-    value = source.option(name, default)
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"-o {name}= takes a whole number of frames (0 or more), got {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"-o {name}= takes a whole number of frames (0 or more), got {value!r}")
-    return number
-
-
-def _bool_option(source: Source, name: str, default: bool) -> bool:
-    value = source.option(name, default)
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in TRUE_WORDS | FALSE_WORDS:
-        return word in TRUE_WORDS
-    raise ConfigError(f"-o {name}= takes true or false, got {value!r}")
-
-
-def _check_known_options(source: Source, known: tuple[str, ...]) -> None:
-    unknown = sorted(set(source.options) - set(known))
-    if unknown:
-        takes = f"takes the options {', '.join(known)}" if known else "takes no options"
-        raise ConfigError(f"{source.dataset} variant {source.variant!r} {takes}; got {', '.join(unknown)}")
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -183,10 +152,10 @@ class CkPlusSequences(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_known_options(self, self.OPTIONS)
-        self.peak_frames = _int_option(self, "peak_frames", 3)
-        self.neutral_frames = _int_option(self, "neutral_frames", 1)
-        self.include_unlabelled = _bool_option(self, "include_unlabelled", False)
+        self.check_options(self.OPTIONS, by_variant=True)
+        self.peak_frames = self.count_option("peak_frames", 3)
+        self.neutral_frames = self.count_option("neutral_frames", 1)
+        self.include_unlabelled = self.bool_option("include_unlabelled", False)
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
@@ -395,7 +364,7 @@ class CkPlus48(FolderSource):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        _check_known_options(self, ())
+        self.check_options(by_variant=True)
         self._sequences: dict[str, set[str]] = defaultdict(set)
 
     @classmethod

@@ -171,9 +171,7 @@ class ExpwOfficial(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        unknown = sorted(set(self.options) - {"min_confidence"})
-        if unknown:
-            raise ConfigError(f"expw takes the option min_confidence=N; got {', '.join(unknown)}")
+        self.check_options(("min_confidence",), usage="takes the option min_confidence=N")
         value = self.option("min_confidence", None)
         try:
             self.min_confidence = None if value is None else float(value)

@@ -90,9 +90,7 @@ class JaffeOfficial(FolderSource):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        unknown = sorted(set(self.options) - {"ratings"})
-        if unknown:
-            raise ConfigError(f"jaffe takes the option ratings=PATH; got {', '.join(unknown)}")
+        self.check_options(("ratings",), usage="takes the option ratings=PATH")
         given = self.option("ratings", None)
         self.ratings_path: Path | None = Path(given) if given else None
         if self.ratings_path is not None and not self.ratings_path.is_file():

@@ -51,9 +51,7 @@ class KdefOfficial(FolderSource):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        unknown = sorted(set(self.options) - {"angles"})
-        if unknown:
-            raise ConfigError(f"kdef takes the option angles=S,HL,HR; got {', '.join(unknown)}")
+        self.check_options(("angles",), usage="takes the option angles=S,HL,HR")
         wanted = str(self.option("angles", "") or "").upper().replace(" ", "")
         self.angles = tuple(a for a in wanted.split(",") if a) or ANGLES
         bad = [a for a in self.angles if a not in ANGLES]

@@ -363,14 +363,12 @@ class MmiSessions(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        unknown = sorted(set(self.options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(f"mmi takes the options {', '.join(OPTIONS)}; got {', '.join(unknown)}")
+        self.check_options(OPTIONS)
         self.apex = str(self.option("apex", "middle")).strip().lower()
         if self.apex not in APEX_MODES:
             raise ConfigError(f"-o apex= takes {', '.join(APEX_MODES)}, got {self.apex!r}")
-        self.apex_frames = self._count_option("apex_frames", 3)
-        self.neutral_frames = self._count_option("neutral_frames", 0)
+        self.apex_frames = self.count_option("apex_frames", 3)
+        self.neutral_frames = self.count_option("neutral_frames", 0)
         if self.apex_frames + self.neutral_frames == 0:
             raise ConfigError("-o apex_frames=0 with neutral_frames=0 takes no frame from any video")
         views = str(self.option("views", "0,2")).replace(" ", "").lower()
@@ -383,16 +381,6 @@ class MmiSessions(Source):
             raise ConfigError(f"-o rotate= takes 0, 90, 180 or 270 (degrees clockwise), "
                               f"got {self.option('rotate', 0)!r}")
         self.single = _is_session(self.anchor) and not _is_sessions_root(self.anchor)
-
-    def _count_option(self, name: str, default: int) -> int:
-        value = self.option(name, default)
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            number = -1
-        if number < 0:
-            raise ConfigError(f"-o {name}= takes a whole number of frames (0 or more), got {value!r}")
-        return number
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
