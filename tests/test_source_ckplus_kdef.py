@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
-import pytest
 from helpers import call_cli, write_image
 from PIL import Image
 
@@ -45,7 +43,7 @@ PLAN = {"S005": [(1, 11, 3.0), (2, 6, None)], "S010": [(4, 5, 1.0), (6, 8, 5.0)]
 
 
 def test_ckplus_last_three_frames_emotion_first_frame_neutral(tmp_path):
-    root = write_ckplus(tmp_path / "ck", PLAN)
+    write_ckplus(tmp_path / "ck", PLAN)
     images, rejects, report = _ingest(Workspace(tmp_path / "ws"), "ck+", tmp_path)
     assert report.variant == "sequences"
     got = {r["id"]: (r["raw_label"], r["label"], r["subject"], r["group"]) for r in images}

@@ -53,7 +53,7 @@ def _ingest(ws: Workspace, source: Path, **kw) -> tuple[pa.Table, pa.Table, obje
 
 
 def test_csv_rows_become_png_images_with_label_and_split(tmp_path):
-    src = write_fer_csv(tmp_path / "dl" / "fer2013" / "fer2013.csv", n=10)
+    write_fer_csv(tmp_path / "dl" / "fer2013" / "fer2013.csv", n=10)
     (tmp_path / "dl" / "fer2013" / "README").write_text("readme")
     ws = Workspace(tmp_path / "ws")
     images, rejects, report = _ingest(ws, tmp_path / "dl")  # the folder above: found at depth
@@ -241,11 +241,3 @@ def test_pixel_and_vote_parsers():
     assert majority_label([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) == "unknown"
     assert majority_label([2, 2, 2, 2, 2, 0, 0, 0, 0, 0]) == "unknown"
     assert majority_label([0, 10, 0, 0, 0, 0, 0, 0, 0, 0]) == "happiness"
-
-
-def test_second_variant_of_the_family_warns(tmp_path):
-    ws = Workspace(tmp_path / "ws")
-    _ingest(ws, write_fer_csv(tmp_path / "fer2013.csv", n=3))
-    _kaggle_folders(tmp_path / "k")
-    _, _, report = _ingest(ws, tmp_path / "k")
-    assert any("csv" in w and "same" in w.lower() for w in report.warnings), report.warnings
