@@ -184,10 +184,7 @@ class KdramaTfrecords(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        unknown = sorted(set(self.options) - {"labels"})
-        if unknown:
-            raise ConfigError(f"kdrama takes the option labels=PATH (the label CSVs or their folder); "
-                              f"got {', '.join(unknown)}")
+        self.check_options(("labels",), usage="takes the option labels=PATH (the label CSVs or their folder)")
         labels = self.option("labels", None)
         self.labels = Path(labels) if labels else None
         if self.labels is not None and not self.labels.exists():
