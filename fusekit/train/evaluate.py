@@ -22,7 +22,8 @@ import numpy as np
 
 from fusekit.errors import UserError
 from fusekit.train import runs as runs_mod
-from fusekit.train.runs import write_json, write_text_atomic
+from fusekit.train.runs import write_text_atomic
+from fusekit.workspace import write_json_atomic
 
 
 @dataclass
@@ -207,7 +208,7 @@ def _write(report: EvalReport, prob, truth, pred, sources, source_ids) -> list[P
                "classes": classes, **m.to_dict(),
                "by_source": {k: {kk: v for kk, v in s.to_dict().items() if kk != "confusion"}
                              for k, s in report.by_source.items()}}
-    write_json(out / "metrics.json", summary)
+    write_json_atomic(summary, out / "metrics.json")
     files.append(out / "metrics.json")
     rows = [["class", "support", "precision", "recall", "f1"]] + [
         [c.name, c.support, f"{c.precision:.6f}", f"{c.recall:.6f}", f"{c.f1:.6f}"] for c in m.per_class]

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fusekit.workspace import write_json_atomic
+
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_s")
 
@@ -50,10 +52,6 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 @dataclass
@@ -112,8 +110,8 @@ class Run:
     # -- writing ----------------------------------------------------------------------------------------------
     def create(self, config: dict[str, Any], dataset: dict[str, Any]) -> None:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / "dataset.json", dataset)
-        write_json(self.dir / "config.json", config)  # last: its presence means "a run lives here"
+        write_json_atomic(dataset, self.dir / "dataset.json")
+        write_json_atomic(config, self.dir / "config.json")  # last: its presence means "a run lives here"
 
     def record_command(self, command: str, resumed: bool) -> None:
         path = self.dir / "command.txt"
@@ -132,7 +130,7 @@ class Run:
     def commit(self, state: RunState) -> None:
         """Write history.csv then state.json (the commit point)."""
         write_text_atomic(self.dir / "history.csv", history_csv(state.history))
-        write_json(self.dir / "state.json", state.__dict__)
+        write_json_atomic(state.__dict__, self.dir / "state.json")
 
     def prune_checkpoints(self, keep: int, current: int) -> None:
         """Keep the last ``keep`` epoch checkpoints (0 keeps all)."""
