@@ -30,17 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fusekit.workspace import write_json_atomic
+from fusekit.workspace import Workspace, write_json_atomic
 
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_s")
 
 
 def workspace_root(workspace) -> Path:
-    """The folder of a `fusekit.workspace.Workspace`, or a folder given as a path."""
-    if isinstance(workspace, (str, os.PathLike)):
-        return Path(workspace).resolve()
-    return Path(workspace.root)
+    """The folder of a `fusekit.workspace.Workspace`, or of a folder given as a path (resolved as Workspace does)."""
+    return (workspace if isinstance(workspace, Workspace) else Workspace(workspace)).root
 
 
 def runs_dir(workspace_root: Path) -> Path:
