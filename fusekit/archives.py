@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from fusekit.errors import ArchiveError, ConfigError
+from fusekit.workspace import write_json_atomic
 
 MARKER_SUFFIX = ".extracted.json"  # beside the folder: what was extracted from where (the folder holds only members)
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
@@ -398,9 +399,7 @@ def archive_digest(path: Path, cache_file: Path) -> str:
         return str(entry["sha256"])
     digest = _sha256(path)
     cache[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-    tmp = cache_file.with_name(f".{cache_file.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, cache_file)
+    write_json_atomic(cache, cache_file)
     return digest
 
 
