@@ -3,33 +3,38 @@
 Modules: ``keywords`` (keywords.yaml), ``engines`` (result-page URLs and parsers), ``politeness`` (the transport
 rules), ``crawler`` (icrawler threads with fusekit's feeder/parser/downloader), ``store`` (append-only `images` and
 `rejects` parts, the index of what is known), ``stage`` (the run), ``standin`` (a local stand-in engine for the demo).
+
+Names are loaded on first use, and ``stage`` imports the transport (requests, icrawler, bs4) only when it crawls, so
+that `fusekit status` (which imports ``fusekit.crawl.stage`` for its section) pays for none of it.
 """
 
 from __future__ import annotations
 
-from fusekit.crawl.keywords import Keywords, load_keywords
-from fusekit.crawl.stage import (
-    CrawlConfig,
-    CrawlFoundNothing,
-    CrawlReport,
-    SearchReport,
-    format_report,
-    run_crawl,
-    status_lines,
-)
-from fusekit.crawl.standin import STANDIN_LABEL, StandinEngine, demo_crawl
+import importlib
+from typing import Any
 
-__all__ = [
-    "CrawlConfig",
-    "CrawlFoundNothing",
-    "CrawlReport",
-    "Keywords",
-    "SearchReport",
-    "STANDIN_LABEL",
-    "StandinEngine",
-    "demo_crawl",
-    "format_report",
-    "load_keywords",
-    "run_crawl",
-    "status_lines",
-]
+_EXPORTS = {
+    "Keywords": "fusekit.crawl.keywords",
+    "load_keywords": "fusekit.crawl.keywords",
+    "CrawlConfig": "fusekit.crawl.stage",
+    "CrawlFoundNothing": "fusekit.crawl.stage",
+    "CrawlReport": "fusekit.crawl.stage",
+    "SearchReport": "fusekit.crawl.stage",
+    "format_report": "fusekit.crawl.stage",
+    "run_crawl": "fusekit.crawl.stage",
+    "status_lines": "fusekit.crawl.stage",
+    "STANDIN_LABEL": "fusekit.crawl.standin",
+    "StandinEngine": "fusekit.crawl.standin",
+    "demo_crawl": "fusekit.crawl.standin",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fusekit.crawl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup
-
 
 @dataclass(frozen=True)
 class Result:
@@ -59,6 +57,8 @@ def _bing_url(engine: Engine, query: str, offset: int, params: dict[str, str]) -
 
 def parse_bing(content: bytes, offset: int) -> list[Result]:
     """Bing's ``/images/async`` markup: ``<div class="imgpt"><a class="iusc" m="{json}">``."""
+    from bs4 import BeautifulSoup  # 170 ms of import: only a Bing crawl needs it
+
     soup = BeautifulSoup(content.decode("utf-8", "ignore"), "lxml")
     results: list[Result] = []
     for anchor in soup.select("div.imgpt a[m]"):

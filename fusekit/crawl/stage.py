@@ -17,17 +17,18 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from fusekit import __version__
-from fusekit.crawl.crawler import Search, SearchCrawler
 from fusekit.crawl.engines import ENGINES, PUBLIC_ENGINES, Engine
 from fusekit.crawl.keywords import Keywords, load_keywords
-from fusekit.crawl.politeness import Politeness, Rules
 from fusekit.crawl.store import CrawlStore, crawl_units, unit_for
 from fusekit.errors import ConfigError, FusekitError, UserError
 from fusekit.taxonomy import CLASSES, normalise
 from fusekit.workspace import Workspace
+
+if TYPE_CHECKING:  # the transport (requests, icrawler, bs4) is imported by a crawl, not by `fusekit status`
+    from fusekit.crawl.politeness import Politeness, Rules
 
 log = logging.getLogger(__name__)
 DEFAULT_CONTACT = "https://pypi.org/project/fusekit/"
@@ -95,6 +96,8 @@ class CrawlConfig:
         return f"fusekit/{__version__} (+{self.contact})"
 
     def rules(self) -> Rules:
+        from fusekit.crawl.politeness import Rules
+
         return Rules(user_agent=self.user_agent(), interval=self.interval, timeout=self.timeout,
                      max_seconds=self.max_seconds, max_bytes=self.max_bytes, max_tries=self.max_tries,
                      backoff=self.backoff, retry_after_max=self.retry_after_max, allow=self.allow_addresses,
@@ -212,6 +215,8 @@ def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
     if engine.status != "works":
         report.notes.append(f"{engine.name}: {engine.status}")
     workspace.ensure()
+    from fusekit.crawl.politeness import Politeness
+
     politeness = Politeness(config.rules())
     with _exclusive(workspace):
         store = CrawlStore(workspace, config.retry_rejected)
@@ -245,6 +250,8 @@ def _search(engine: Engine, params: dict[str, str], emotion: str, keyword: str, 
     if item.target == 0:
         item.status = "complete"
         return item
+    from fusekit.crawl.crawler import Search, SearchCrawler
+
     search = Search(engine, emotion, keyword, query, item.target, params, config.min_side, config.flush_every)
     crawler = SearchCrawler(search, store, politeness, config.threads, config.trust_env)
     try:
