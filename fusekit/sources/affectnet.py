@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import os
 import re
@@ -171,7 +172,7 @@ class AffectNetOfficial(Source):
                 header = [c.strip().lstrip("#").strip().lower() for c in first]
                 rows = reader
             else:
-                rows = _chain([first] if first else [], reader)
+                rows = itertools.chain([first] if first else [], reader)
             index_of = {name: header.index(name) for name in COLUMNS if header and name in header}
             for index, row in enumerate(rows):
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -237,11 +238,6 @@ class AffectNetOfficial(Source):
                                         f"missing image (no face box)")
         return Record(key=key, raw_label=raw, split=split, path=path, row=index, face_box=box,  # type: ignore[arg-type]
                       extra=extra)
-
-
-def _chain(*iterables: Any) -> Iterator[Any]:
-    for iterable in iterables:
-        yield from iterable
 
 
 # -- 2b: the npy release ---------------------------------------------------------------------------------------------
