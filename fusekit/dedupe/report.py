@@ -7,18 +7,8 @@ from typing import Any
 
 from fusekit.dedupe.stage import UNIT, DedupeReport
 from fusekit.records import DECISIONS_SCHEMA
+from fusekit.render import table
 from fusekit.workspace import Workspace
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if n and i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def pair_matrix_table(matrix: dict[str, dict[str, int]], datasets: list[str]) -> str:
@@ -28,7 +18,7 @@ def pair_matrix_table(matrix: dict[str, dict[str, int]], datasets: list[str]) ->
     def cell(x: str, y: str) -> int:
         a, b = sorted((x, y))
         return matrix.get(a, {}).get(b, 0)
-    return _table(["pairs"] + names, [[x] + [cell(x, y) for y in names] for x in names])
+    return table(["pairs"] + names, [[x] + [cell(x, y) for y in names] for x in names])
 
 
 def render_report(report: DedupeReport) -> str:
