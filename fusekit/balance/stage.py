@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from fusekit import __version__
 from fusekit.balance.config import BalanceConfig
@@ -66,7 +65,7 @@ class BalanceReport:
 
 
 def _part_files(workspace: Workspace, table: str) -> list[str]:
-    # The same file order as Workspace.read, so row positions here are positions in pads.dataset(files).
+    # The same file order as Workspace.read, so a row position in what it reads is a position in these files.
     return [str(p) for u in workspace.units(table) for p in sorted(workspace.unit_dir(table, u).glob("part-*.parquet"))]
 
 
@@ -88,12 +87,10 @@ class _Inputs:
 
 
 def _read_inputs(workspace: Workspace) -> _Inputs:
-    files = _part_files(workspace, "faces")
-    if not files:
+    if not _part_files(workspace, "faces"):
         raise UserError(f"the workspace {workspace.root} has no faces: run `fusekit ingest NAME --source PATH` "
                         f"(it detects faces) or `fusekit faces` first")
-    dataset = pads.dataset(files, format="parquet", schema=FACES_SCHEMA)
-    faces = dataset.to_table(columns=FACE_COLUMNS)
+    faces = workspace.read("faces", FACES_SCHEMA, columns=FACE_COLUMNS)
     faces = faces.append_column("pos", pa.array(np.arange(faces.num_rows, dtype=np.int64)))
     decision: dict[str, tuple[str, str | None, str | None, str | None]] = {}
     has = "all" in workspace.units("decisions")
