@@ -28,12 +28,11 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from fusekit.errors import ConfigError, LayoutNotRecognised
 from fusekit.manifests import DROP, Variant
 from fusekit.records import Record
-from fusekit.sources.base import Source, find_dirs, in_stray_dir, is_image_name, stray_reason, walk
+from fusekit.sources.base import Source, find_dirs, header_size, in_stray_dir, is_image_name, stray_reason, walk
 from fusekit.taxonomy import normalise
 
 csv.field_size_limit(1 << 24)
@@ -576,7 +575,7 @@ class AffectNetYolo(Source):
             yield Record(key=rel, path=rel, split=split, reject="no_face",
                          reject_detail=f"{label_rel} is empty: the dataset marks no face in this image")
             return
-        size = _image_size(self.anchor / rel)
+        size = header_size(self.anchor / rel)
         for face, tokens in enumerate(lines):
             key = rel if len(lines) == 1 else f"{rel}#{face}"
             try:
@@ -609,15 +608,6 @@ class AffectNetYolo(Source):
                 box = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
             yield Record(key=key, raw_label=raw, label=label, split=split, path=rel, face_box=box,
                          group=rel if len(lines) > 1 else None, extra=extra)
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the image header (no decode); None when it cannot be read (ingest then rejects it)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - any failure here is reported by the decoder in the ingest
-        return None
 
 
 SOURCES: list[type[Source]] = [AffectNetOfficial, AffectNetNpy, AffectNetKaggle, AffectNetYolo]

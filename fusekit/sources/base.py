@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from PIL import Image
+
 from fusekit.errors import ConfigError
 from fusekit.manifests import Variant
 from fusekit.records import Record
@@ -55,6 +57,15 @@ def walk(root: Path, max_depth: int = 12) -> Iterator[str]:
         for name in sorted(files):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}".replace(os.sep, "/")
             yield rel
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the image header (no decode); None when it cannot be read (ingest then rejects it)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - any failure here is reported by the decoder in the ingest, with its reason
+        return None
 
 
 def in_stray_dir(rel: str) -> bool:
@@ -137,7 +148,8 @@ class Source(ABC):
             return self.options[name]
         return self.spec.extra.get(name, default)
 
-    def check_options(self, known: tuple[str, ...] = (), usage: str | None = None, by_variant: bool = False) -> None:
+    def check_options(self, known: tuple[str, ...] = (), usage: str | None = None,
+                      by_variant: bool = False) -> None:
         """Refuse ``-o`` options this source does not read, so that a typo is not silently ignored.
 
         ``usage`` replaces the plain 'takes the options a, b' wording; ``by_variant`` names the variant in the message,

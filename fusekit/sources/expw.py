@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-from PIL import Image
-
 from fusekit.errors import ConfigError, LayoutNotRecognised
 from fusekit.manifests import Variant
 from fusekit.records import Record
-from fusekit.sources.base import Source, find_dirs, is_image_name
+from fusekit.sources.base import Source, find_dirs, header_size, is_image_name
 
 LABEL_NAME = "label.lst"
 PROBE_LINES = 50  # label lines whose picture names locate the picture folder
@@ -219,7 +217,7 @@ class ExpwOfficial(Source):
     def _faces(self, image: str, faces: list[_Line], base: str, present: bool,
                counts: dict[str, int]) -> Iterator[Record]:
         path = f"{base}/{image}" if base else image
-        size = self._size(path) if present else None
+        size = header_size(self.root / path) if present else None
         if not present:
             counts["missing_images"] += 1
         seen: dict[tuple[Any, ...], int] = {}
@@ -251,14 +249,6 @@ class ExpwOfficial(Source):
             if clipped:
                 extra["clipped"] = True
             yield Record(**common, face_box=box, extra=extra)
-
-    def _size(self, path: str) -> tuple[int, int] | None:
-        """The picture's width and height from its header; None when it cannot be read (ingest rejects it then)."""
-        try:
-            with Image.open(self.root / path) as picture:
-                return picture.size
-        except Exception:  # noqa: BLE001 - any failure here is reported by the decoder with its own reason
-            return None
 
     def _summarise(self, label_rel: str, base: str, lines: int, images: int, on_disk: int, unlabelled: int,
                    counts: dict[str, int]) -> None:
