@@ -1,6 +1,6 @@
 """Training settings: `TrainConfig`, the two presets of the papers, and how flags, presets and defaults combine.
 
-Precedence: an explicit flag, then the preset, then the model's natural input (`models.MODELS`) and `DEFAULTS`.
+Precedence: an explicit flag, then the preset, then the model's natural input (`MODELS`) and `DEFAULTS`.
 ``None`` in a `TrainConfig` field means "not given".
 """
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from fusekit.train.config import MODELS, ModelSpec  # noqa: F401 - re-exported
+from fusekit.train.config import MODELS
 
 # ImageNet statistics, used as a fixed normalisation in front of the applications models (their ImageNet weights
 # were trained on normalised inputs; with weights=None it only centres the data).
