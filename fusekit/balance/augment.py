@@ -9,13 +9,12 @@ with probability 1/2 (at least one always is); the ops are returned as strings w
 from __future__ import annotations
 
 import hashlib
-import io
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from fusekit.balance.config import AUGMENTATIONS
-from fusekit.imageio import encode_png
+from fusekit.imageio import encode_png, open_image
 
 
 def copy_rng(seed: int, parent_id: str, copy: int) -> np.random.Generator:
@@ -72,8 +71,8 @@ def format_ops(ops: list[tuple[str, float]]) -> list[str]:
 
 
 def _decode(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as opened:
-        return opened.convert("L") if opened.mode in ("L", "LA", "I", "I;16", "1") else opened.convert("RGB")
+    opened = open_image(data)
+    return opened.convert("L") if opened.mode in ("L", "LA", "I", "I;16", "1") else opened.convert("RGB")
 
 
 def _encode(image: Image.Image) -> bytes:
