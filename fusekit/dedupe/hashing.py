@@ -4,8 +4,8 @@ The hash is imagehash's pHash (``imagehash.phash``: grey, 32x32 Lanczos reductio
 frequencies against their median), computed here for a whole batch at once with the same operations, so the hex
 string equals ``str(imagehash.phash(image))`` (asserted by the tests). The mirror hash is the pHash of the mirrored
 32x32 reduction: a horizontal flip negates the DCT coefficients of odd horizontal frequency, so it costs no second
-DCT. The 32x32 grey reduction is kept as the face's thumbnail for the confirmation step, and three quality measures
-(mean, contrast, sharpness) come from a 64x64 reduction, so one decode serves everything.
+DCT. A 64x64 grey reduction is kept as the face's thumbnail for the confirmation step and gives three quality
+measures (mean, contrast, sharpness), so one decode serves everything.
 """
 
 from __future__ import annotations
@@ -291,12 +291,13 @@ def _hash_chunk(datas: Sequence[bytes | None]) -> HashBatch:
     return _finish(*_reduce_batch(datas))
 
 
-def _finish(ok: np.ndarray, thumbs: np.ndarray, quality: np.ndarray) -> HashBatch:
+def _finish(ok: np.ndarray, small: np.ndarray, quality: np.ndarray) -> HashBatch:
+    """Hashes and probes from the 32x32 reductions; quality measures and thumbnails from the 64x64 ones."""
     n = len(ok)
-    ph, mi = phash_bits(thumbs) if n else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+    ph, mi = phash_bits(small) if n else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
     mean, std, sharp = _quality(quality) if n else (np.zeros(0, np.float32),) * 3
     zero = np.uint64(0)
-    probes = np.where(ok[:, None], probe_hashes(thumbs), zero)
+    probes = np.where(ok[:, None], probe_hashes(small), zero)
     return HashBatch(ok, np.where(ok, ph, zero), np.where(ok, mi, zero), quality, probes, mean, std, sharp)
 
 
@@ -394,7 +395,7 @@ _PROBE_W: np.ndarray | None = None
 
 
 def probe_hashes(thumbs: np.ndarray) -> np.ndarray:
-    """(n, len(PROBES)) uint64 pHashes of the re-framed thumbnails."""
+    """(n, len(PROBES)) uint64 pHashes of the re-framed 32x32 reductions."""
     global _PROBE_W
     if _PROBE_W is None:
         _PROBE_W = _probe_weights()
