@@ -60,7 +60,8 @@ def main() -> None:
         sample = rng.choice(len(queries), min(args.sample, len(queries)), replace=False)
         fq, fd = search.flat_pairs(queries[sample], db, args.threshold)
         ref = set(zip(sample[fq].tolist(), fd.tolist()))
-        got = {(a, b) for a, b in zip(q.tolist(), d.tolist()) if a in set(sample.tolist())}
+        asked = set(sample.tolist())
+        got = {(a, b) for a, b in zip(q.tolist(), d.tolist()) if a in asked}
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"N={n:,} queries={len(queries):,} threshold={args.threshold}: mih {took:.1f} s, {pairs:,} pairs "
               f"(non-self), sample of {len(sample):,} queries identical to faiss flat brute force: {got == ref}, "
