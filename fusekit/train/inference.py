@@ -36,8 +36,9 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
     ``whole_image``: classify the whole picture when no face is found (an already cropped face, say).
     """
     import keras
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
+    from fusekit.imageio import Rejected, open_image
     from fusekit.train.decode import prepare
     from fusekit.train.evaluate import checkpoint_path, resolve_run
     from fusekit.train.runs import workspace_root
@@ -58,11 +59,13 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
     results: list[FacePrediction] = []
     for path in images:
         name = str(path)
-        try:
-            with Image.open(path) as img:
-                picture = ImageOps.exif_transpose(img).convert("RGB")
-        except (OSError, UnidentifiedImageError) as exc:
-            results.append(FacePrediction(name, None, None, error=f"cannot read: {exc}"))
+        try:  # the pipeline's decoder: full decode under the decompression-bomb limit, a reason when it fails
+            picture = ImageOps.exif_transpose(open_image(Path(path).read_bytes())).convert("RGB")
+        except OSError as exc:
+            results.append(FacePrediction(name, None, None, error=f"cannot read: {exc.strerror or exc}"))
+            continue
+        except Rejected as exc:
+            results.append(FacePrediction(name, None, None, error=f"cannot read: {exc.reason} {exc.detail}".strip()))
             continue
         faces = detect_and_align(picture, policy=policy, size=face_size)
         crops = [(i, f.crop, tuple(float(v) for v in f.box) if f.box is not None else None,
