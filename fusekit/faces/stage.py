@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -37,7 +36,7 @@ from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
 from fusekit.faces.policies import FacesConfig, PolicySettings
 from fusekit.imageio import Rejected
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
-from fusekit.workspace import Staging, Workspace, write_json_atomic
+from fusekit.workspace import Staging, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -268,17 +267,10 @@ def recover(workspace: Workspace) -> None:
 
 
 def _stage(workspace: Workspace, unit: str, fingerprint: dict[str, Any]) -> Staging:
-    path = _staging_root(workspace) / unit
-    config_path = path / "_fingerprint.json"
-    fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-    if path.exists():
-        same = config_path.is_file() and json.loads(config_path.read_text(encoding="utf-8")) == fingerprint
-        if not same or (path / "_COMPLETE").exists():
-            shutil.rmtree(path)
-    if not path.exists():
-        path.mkdir(parents=True)
-        write_json_atomic(fingerprint, config_path)
-    return Staging(workspace, unit, path)
+    # Workspace.stage's resume rule (same fingerprint, not yet complete) in .staging/@faces/<unit>; the Staging it
+    # returns is rebuilt so that it names the faces unit, which is what its commit swaps into tables/.
+    staged = workspace.stage(f"{STAGING}/{unit}", fingerprint)
+    return Staging(workspace, unit, staged.path)
 
 
 # -- planning a unit ------------------------------------------------------------------------------------------------------
