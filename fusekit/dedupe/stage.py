@@ -172,9 +172,8 @@ def _drop_orphans(workspace: Workspace, meta: pa.Table, hashed: hashing.HashBatc
     if live.all():
         return meta, hashed
     keep = np.flatnonzero(live)
-    h = hashed
-    return meta.take(keep), hashing.HashBatch(h.ok[keep], h.phash[keep], h.mirror[keep], h.thumbs[keep],
-                                              h.probes[keep], h.mean[keep], h.std[keep], h.sharpness[keep])
+    fields = hashing.HashBatch.__dataclass_fields__
+    return meta.take(keep), hashing.HashBatch(*[getattr(hashed, f)[keep] for f in fields])
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -262,7 +261,8 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     np.logical_or.at(group_has_test, comp[in_group & is_test], True)
     id_rank = np.empty(n, np.int64)
     id_rank[np.argsort(ids.astype(str), kind="stable")] = np.arange(n)
-    keys = groups_mod.sort_keys(config.order, is_test=is_test, tier=groups_mod.tier_of(datasets, config.tiers),
+    tiers_seen = groups_mod.tier_of(datasets, config.tiers)
+    keys = groups_mod.sort_keys(config.order, is_test=is_test, tier=tiers_seen,
                                 face_area=np.nan_to_num(fw * fh), score=score, id_rank=id_rank)
     kept, why = groups_mod.choose(group, config.order, keys)
 
@@ -275,7 +275,6 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     members = np.flatnonzero(in_group)
     order = members[np.lexsort((id_rank[members], comp[members]))]
     bounds = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]]) if len(order) else order
-    tiers_seen = groups_mod.tier_of(datasets, config.tiers)
     for start, end in zip(bounds, np.r_[bounds[1:], len(order)]):
         idx = order[start:end]  # a loop over groups, not pairs: each step is a few numpy calls on the group
         gid = ids[idx[0]]
