@@ -32,7 +32,7 @@ def balance(
     no_official_val: bool = typer.Option(False, "--no-official-val", help="Merge official val splits into train "
                                                                           "and carve val anew."),
     include_review: bool = typer.Option(False, "--include-review", help="Keep faces that dedupe left for review."),
-    workers: int = typer.Option(2, "--workers", help="Augmentation threads."),
+    workers: int = typer.Option(2, "--workers", help="Augmentation worker processes."),
 ) -> None:
     """Split, rebalance and write the dataset: Parquet shards, card and class weights in <workspace>/dataset/."""
     from fusekit.balance import BalanceConfig, parse_augment, parse_split, run_balance, summary_lines

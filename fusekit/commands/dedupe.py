@@ -24,7 +24,7 @@ def dedupe(
                                   help="Label-conflict groups: review (default), drop, or keep the chosen face."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Search only plain and mirrored hashes (faster)."),
     rehash: bool = typer.Option(False, "--rehash", help="Recompute the cached hashes."),
-    workers: int = typer.Option(2, "--workers", help="Decode threads."),
+    workers: int = typer.Option(2, "--workers", help="Hashing and confirmation workers (processes or threads)."),
     summary_only: bool = typer.Option(False, "--summary", help="Print the last run's summary and exit."),
     search_method: Optional[str] = typer.Option("auto", "--search", help="auto, flat (faiss) or mih."),
 ) -> None:
