@@ -6,7 +6,6 @@ these tests exercise the build's ordering and fingerprints, not face detection; 
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import types
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from helpers import call_cli, pixels
 from fusekit.balance import synthetic as syn
 from fusekit.build import demo_recipe_path, load_recipe, run_build
 from fusekit.errors import ConfigError, UserError
+from fusekit.imageio import sha256_hex
 from fusekit.records import IMAGES_SCHEMA
 from fusekit.workspace import Workspace
 
@@ -105,7 +105,7 @@ def _setup(tmp_path: Path, recipe: str = RECIPE) -> tuple[Workspace, Path]:
 
 
 def _digests(ws: Workspace) -> dict[str, str]:
-    return {str(p.relative_to(ws.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    return {str(p.relative_to(ws.root)): sha256_hex(p.read_bytes())
             for p in sorted((ws.root / "dataset").rglob("*")) if p.is_file()}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 
 import imagehash
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image, ImageFilter, ImageOps
 from fusekit.dedupe import DedupeConfig, run_dedupe, status_lines
 from fusekit.dedupe import hashing, search, synthetic
 from fusekit.dedupe.report import render_summary
+from fusekit.imageio import sha256_hex
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA
 from fusekit.workspace import Workspace, write_parquet_atomic
 from helpers import call_cli
@@ -25,7 +25,7 @@ def face_row(fid: str, img: Image.Image, dataset: str = "fer2013", split: str = 
                                                                           "path": f"{fid}.png"},
         "size": img.width, "aligned": True, "policy": "given_box", "method": "given_box", "score": score,
         "source_width": face, "source_height": face, "face_width": face, "face_height": face,
-        "pixel_sha256": sha or hashlib.sha256(img.tobytes()).hexdigest(),
+        "pixel_sha256": sha or sha256_hex(img.tobytes()),
     }
 
 
