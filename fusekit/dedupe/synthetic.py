@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from fusekit.imageio import encode_png
+
 SIZE = 112
 TRANSFORMS = ("resize", "jpeg", "brightness", "grey", "mirror", "crop", "rotate")
 
@@ -98,8 +100,10 @@ def face(seed: int) -> Image.Image:
 
 
 def encode(img: Image.Image, fmt: str = "PNG", quality: int = 90) -> bytes:
+    if fmt == "PNG":  # as the faces stage stores aligned crops (fusekit's own encoder), at the fast level
+        return encode_png(np.asarray(img), level=1)
     buf = io.BytesIO()
-    img.save(buf, format=fmt, **({"quality": quality} if fmt == "JPEG" else {"compress_level": 1}))  # fast PNG
+    img.save(buf, format=fmt, quality=quality)
     return buf.getvalue()
 
 
