@@ -41,8 +41,8 @@ def tier_of(datasets: np.ndarray, tiers: tuple[tuple[str, ...], ...]) -> np.ndar
     return np.array([lookup.get(d, UNKNOWN_TIER) for d in datasets], np.int64)
 
 
-def sort_keys(criteria: tuple[str, ...], *, is_test: np.ndarray, tier: np.ndarray, face_area: np.ndarray,
-              score: np.ndarray, id_rank: np.ndarray) -> dict[str, np.ndarray]:
+def sort_keys(*, is_test: np.ndarray, tier: np.ndarray, face_area: np.ndarray, score: np.ndarray,
+              id_rank: np.ndarray) -> dict[str, np.ndarray]:
     """Per criterion, an array where smaller is better."""
     return {
         "test": (~is_test).astype(np.int64),

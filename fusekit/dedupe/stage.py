@@ -262,7 +262,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     id_rank = np.empty(n, np.int64)
     id_rank[np.argsort(ids.astype(str), kind="stable")] = np.arange(n)
     tiers_seen = groups_mod.tier_of(datasets, config.tiers)
-    keys = groups_mod.sort_keys(config.order, is_test=is_test, tier=tiers_seen,
+    keys = groups_mod.sort_keys(is_test=is_test, tier=tiers_seen,
                                 face_area=np.nan_to_num(fw * fh), score=score, id_rank=id_rank)
     kept, why = groups_mod.choose(group, config.order, keys)
 
