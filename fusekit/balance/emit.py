@@ -11,7 +11,6 @@ shards come out in the planned order with memory bounded by one bucket (about on
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections import defaultdict, deque
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 from fusekit.balance.augment import augment_job
 from fusekit.balance.shards import ShardStats, ShardWriter
+from fusekit.processes import process_context
 
 SPILL_BYTES = 64_000_000  # a bucket's buffer is written out past this size
 POOL_MIN_COPIES = 2000  # below this, starting worker processes costs more than it saves
@@ -43,12 +43,10 @@ class _Inline(Executor):
 def _executor(workers: int, needed: bool) -> Executor:
     if workers <= 1 or not needed:
         return _Inline()
-    # fork where there is one: spawn and forkserver re-run the caller's main module in every worker, which breaks a
-    # user's script that has no `if __name__ == "__main__":` guard. The workers only run PIL/numpy code
-    # (augment_job), never pyarrow, so locks held by the parent's pyarrow threads at fork time are not touched.
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(workers, mp_context=context)
+    # The workers only run PIL/numpy code (augment_job), never pyarrow, so locks held by the parent's pyarrow
+    # threads at fork time are not touched; after the faces step of `fusekit build` TensorFlow is loaded, and
+    # process_context then avoids fork.
+    return ProcessPoolExecutor(workers, mp_context=process_context([__name__]))
 
 
 class _Bucket:

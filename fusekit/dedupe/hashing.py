@@ -261,18 +261,13 @@ def _process_pool(workers: int):
     The workers run only OpenCV's single-threaded decoder and numpy/scipy, no OpenCV parallel region."""
     global _POOL
     if _POOL is None or _POOL[0] != workers:
-        import multiprocessing
-        import sys
         from concurrent.futures import ProcessPoolExecutor
+
+        from fusekit.processes import process_context
 
         if _POOL is not None:
             _POOL[1].shutdown()  # type: ignore[attr-defined]
-        if "tensorflow" in sys.modules:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-        else:
-            context = multiprocessing.get_context("fork")
-        _POOL = (workers, ProcessPoolExecutor(workers, mp_context=context))
+        _POOL = (workers, ProcessPoolExecutor(workers, mp_context=process_context([__name__])))
         import atexit
 
         atexit.register(_shutdown_pool)  # before module teardown, so the pool's threads exit quietly
