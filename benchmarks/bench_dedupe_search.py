@@ -1,7 +1,7 @@
 """The pHash neighbour search at scale: N random 64-bit hashes plus planted near-duplicates, threshold 8.
 
-Times fusekit's search (multi-index hashing; faiss flat for comparison where it is affordable), checks the result
-against faiss's brute-force flat range search on a sample of queries, and reports peak memory (ru_maxrss).
+Times fusekit's search (multi-index hashing), checks the result against faiss's brute-force flat range search on a
+sample of queries (faiss is not timed), and reports peak memory (ru_maxrss).
 
     python benchmarks/bench_dedupe_search.py [--sizes 10000,100000,1000000] [--queries-per-face 9]
 

@@ -28,7 +28,6 @@ def test_transformed_photos_form_one_group_each(tmp_path):
     from fusekit.config import IngestConfig
     from fusekit.dedupe import DedupeConfig, run_dedupe
     from fusekit.demo import load_photos
-    from fusekit.ingest import run_ingest  # noqa: F401 - presence check of the ingest entry point
 
     root = tmp_path / "photos"
     for name, photo in load_photos().items():
