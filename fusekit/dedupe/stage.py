@@ -117,11 +117,19 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig) -> tuple[
         if json.loads(info_path.read_text(encoding="utf-8")).get("key") == json.loads(json.dumps(key)):
             return pq.read_table(part, schema=hashing.HASHES_SCHEMA), True
     info_path.unlink(missing_ok=True)  # the marker goes first, so a crash below leaves no stale pair
-    tables = []
-    for path in sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet")):
-        faces = pq.read_table(path, columns=["id", "image"])
-        datas = [img["bytes"] if img else None for img in faces.column("image").to_pylist()]
-        tables.append(hashing.hash_images(datas, workers=config.workers).table(faces.column("id").to_pylist()))
+    paths = sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet"))
+    ids: list[list[str]] = []
+
+    def crops():  # part by part: the next part is read while the workers hash this one
+        for path in paths:
+            faces = pq.read_table(path, columns=["id", "image"])
+            ids.append(faces.column("id").to_pylist())
+            image = faces.column("image").combine_chunks()
+            yield image.flatten()[image.type.get_field_index("bytes")]  # a null image: a null crop
+
+    total = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+    batches = hashing.hash_parts(crops(), workers=config.workers, total=total)
+    tables = [batch.table(ids[k]) for k, batch in enumerate(batches)]  # part k has been read when batch k comes
     table = pa.concat_tables(tables) if tables else hashing.HASHES_SCHEMA.empty_table()
     write_parquet_atomic(table, part)
     write_json_atomic({"key": key, "rows": table.num_rows}, info_path)
