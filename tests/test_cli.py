@@ -72,3 +72,18 @@ def test_status_and_remove(tmp_path: Path, capsys) -> None:
 def test_console_script_runs_as_a_subprocess(tmp_path: Path) -> None:
     code, out, err = run_cli("ingest", "jaffe", "--source", str(tmp_path), workspace=tmp_path / "ws")
     assert code == 2 and "Traceback" not in err and err.startswith("Error: ")
+
+
+def test_an_option_a_source_does_not_read_is_refused_not_ignored(tmp_path: Path, capsys) -> None:
+    write_image(tmp_path / "d" / "happy" / "a.png", 1)
+    code, _, err = call_cli(capsys, "ingest", "folder", "--source", str(tmp_path / "d"), "-o", "angels=S",
+                            workspace=tmp_path / "ws")
+    assert code == 2 and err.strip() == ("Error: folder variant 'classfolders' takes the options name; "
+                                         "got angels")
+    (tmp_path / "fer").mkdir()
+    (tmp_path / "fer" / "fer2013.csv").write_text("emotion,pixels,Usage\n0," + " ".join(["7"] * 2304)
+                                                  + ",Training\n")
+    code, _, err = call_cli(capsys, "ingest", "fer2013", "--source", str(tmp_path / "fer"), "-o", "apex=middle",
+                            workspace=tmp_path / "ws")
+    assert code == 2 and err.strip() == "Error: fer2013 variant 'csv' takes no options; got apex"
+    assert not (tmp_path / "ws" / "images").exists() or not any((tmp_path / "ws" / "images").rglob("*.parquet"))

@@ -117,12 +117,16 @@ class Source(ABC):
     priority: ClassVar[int] = 50
     # True when every Record (its ``load`` included) pickles, so chunks can be processed in worker processes.
     picklable_records: ClassVar[bool] = False
+    # The -o options this source reads; any other is refused with a clear message. None: the source checks itself.
+    options_taken: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         self.anchor = anchor
         self.spec = spec
         self.options = dict(options or {})
         self.notes: list[str] = []  # facts about what was found, shown in the summary
+        if self.options_taken is not None:  # else the source checks its own (options that depend on the layout)
+            self.check_options(self.options_taken, by_variant=True)
 
     @property
     def dataset_name(self) -> str:

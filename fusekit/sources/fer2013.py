@@ -112,6 +112,8 @@ class _CsvRows:
 class Fer2013Csv(Source):
     """``fer2013.csv`` / ``icml_face_data.csv`` / ``train.csv``: PATH is the file or a folder holding it."""
 
+    options_taken = ()
+
     dataset = "fer2013"
     variant = "csv"
     priority = 10
@@ -216,6 +218,8 @@ class _FerPlusLabels:
 class FerPlus(Fer2013Csv):
     """The CSV's faces with FER+ labels: ``fusekit ingest fer2013 --source fer2013.csv --labels fer2013new.csv``."""
 
+    options_taken = ("labels",)
+
     variant = "ferplus"
     priority = 90  # never chosen by layout alone; --labels selects it
 
@@ -292,6 +296,8 @@ FOLDER_CLASSES = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surpri
 
 class Fer2013Folders(FolderSource):
     """Kaggle ``msambare/fer2013``: ``train/<class>/Training_<N>.jpg``, ``test/<class>/P*Test_<N>.jpg``."""
+
+    options_taken = ()
 
     dataset = "fer2013"
     variant = "folders"

@@ -40,6 +40,7 @@ def _is_class_dir(path: Path) -> bool:
 class ClassFolders(FolderSource):
     dataset: ClassVar[str] = "folder"
     variant: ClassVar[str] = "classfolders"
+    options_taken = ("name",)  # --name
 
     @classmethod
     def find(cls, path: Path) -> Path | None:

@@ -149,6 +149,8 @@ def _name_problem(name: str) -> str:
 class RafdbBasic(Source):
     """The official release with aligned crops: ``basic/EmoLabel/...`` + ``basic/Image/aligned/``."""
 
+    options_taken: ClassVar[tuple[str, ...] | None] = ()
+
     dataset: ClassVar[str] = "rafdb"
     variant: ClassVar[str] = "basic"
     priority: ClassVar[int] = 10
@@ -319,6 +321,8 @@ class _CsvLabel:
 
 class RafdbKaggle(Source):
     """Kaggle ``shuvoalok/raf-db-dataset``: ``DATASET/{train,test}/<1-7>/`` + ``{train,test}_labels.csv``."""
+
+    options_taken: ClassVar[tuple[str, ...] | None] = ()
 
     dataset: ClassVar[str] = "rafdb"
     variant: ClassVar[str] = "kaggle"
