@@ -25,8 +25,8 @@ class FaceCounts:
 
 
 def counts(workspace: Workspace) -> list[FaceCounts]:
-    """Per dataset: images, faces found, aligned, kept unaligned (by method), rejected (by reason), not yet done."""
-    workspace.recover()
+    """Per dataset: images, faces found, aligned, kept unaligned (by method), rejected (by reason), not yet done.
+    Read-only: it reads committed parts as they are (``fusekit status`` has already finished interrupted swaps)."""
     result: dict[str, FaceCounts] = {}
     images = workspace.read("images", IMAGES_SCHEMA, columns=["id", "dataset"])
     ids_by_dataset: dict[str, set[str]] = {}
