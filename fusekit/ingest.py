@@ -11,6 +11,7 @@ import copy
 import itertools
 import logging
 import multiprocessing
+import os
 import time
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
 from fusekit.imageio import Rejected, encoded_info, inspect
 from fusekit.manifests import DROP, Manifest, Variant, resolve
+from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
 from fusekit.sources.base import Source
 from fusekit.taxonomy import CLASS_ID
@@ -195,10 +197,19 @@ def _chunk_runner(processor: ChunkProcessor, source: Source, config: IngestConfi
     pool: list[ProcessPoolExecutor] = []
     calls = itertools.count()
 
+    in_process = False
+
     def run(chunk: list[Record]) -> Any:
-        if next(calls) == 0:
+        nonlocal in_process
+        if next(calls) == 0 or in_process:
             return processor(chunk)
-        if not pool:  # spawn, not fork: the parent may hold threads and open files
+        if not pool:
+            if not processes_pay(config.workers):  # decided once, when the pool would start
+                in_process = True
+                source.notes.append(f"worker processes not started: other jobs leave {idle_cores():.1f} of "
+                                    f"{os.cpu_count()} cores idle (load average); decoded in this process")
+                return processor(chunk)
+            # spawn, not fork: the parent may hold threads and open files
             pool.append(ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")))
         return pool[0].submit(_run_in_worker, inner, chunk)
 

@@ -241,3 +241,25 @@ def test_pixel_and_vote_parsers():
     assert majority_label([0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) == "unknown"
     assert majority_label([2, 2, 2, 2, 2, 0, 0, 0, 0, 0]) == "unknown"
     assert majority_label([0, 10, 0, 0, 0, 0, 0, 0, 0, 0]) == "happiness"
+
+
+def test_no_worker_processes_when_other_jobs_hold_the_cores(tmp_path, monkeypatch):
+    """The pool would start with the second chunk; under a load that leaves < 1.5 cores idle it does not, the run
+    says so, and the rows are the same as with processes."""
+    import concurrent.futures
+
+    import fusekit.processes
+
+    write_fer_csv(tmp_path / "fer2013.csv", n=40)
+    started = []
+    monkeypatch.setattr("fusekit.ingest.ProcessPoolExecutor",
+                        lambda *a, **k: started.append(a) or concurrent.futures.ThreadPoolExecutor(2))
+    monkeypatch.setattr(fusekit.processes.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(fusekit.processes.os, "getloadavg", lambda: (2.4, 2.0, 1.5))  # one other job + this one
+    busy, _, report = _ingest(Workspace(tmp_path / "busy"), tmp_path / "fer2013.csv", chunk_size=8, workers=2)
+    assert started == [] and any("worker processes not started" in n and "0.6 of 2" in n for n in report.notes)
+    monkeypatch.setattr(fusekit.processes.os, "getloadavg", lambda: (1.1, 1.0, 1.0))  # only this process
+    idle, _, report = _ingest(Workspace(tmp_path / "idle"), tmp_path / "fer2013.csv", chunk_size=8, workers=2)
+    assert len(started) == 1 and not any("worker processes" in n for n in report.notes)
+    assert busy.sort_by("id").column("sha256").to_pylist() == idle.sort_by("id").column("sha256").to_pylist()
+    assert busy.num_rows == 40
