@@ -90,6 +90,32 @@ def test_worker_processes_give_the_same_hashes(monkeypatch):
     assert serial.ok.tolist() == [True] * 40 + [False, False]
 
 
+def test_every_kind_of_part_and_a_failed_pool_give_the_same_hashes(tmp_path, monkeypatch):
+    """Lists of bytes, Arrow binary arrays (nulls included) and Files (read by the worker; a missing file is
+    undecodable) hash alike, in order, part by part; when worker processes cannot start, threads finish the job."""
+    datas = [synthetic.encode(synthetic.face(500 + i).resize((48, 48))) for i in range(30)] + [None]
+    paths = []
+    for i, data in enumerate(datas):
+        paths.append(tmp_path / f"{i:03d}.png")
+        if data is not None:
+            paths[-1].write_bytes(data)
+    reference = hashing.hash_images(datas, workers=1)
+    monkeypatch.setattr(hashing, "PROCESS_MIN", 8)
+    parts = [datas[:13], pa.array(datas[13:20], pa.binary()), hashing.Files(paths[20:])]
+    batches = list(hashing.hash_parts(parts, workers=2, chunk=4, total=len(datas)))
+    assert [len(b.ok) for b in batches] == [13, 7, 11]
+
+    def broken(workers):
+        raise OSError("no processes in this sandbox")
+
+    monkeypatch.setattr(hashing, "_process_pool", broken)
+    fallback = list(hashing.hash_parts(parts, workers=2, chunk=4, total=len(datas)))
+    for got in (hashing._concat(batches), hashing._concat(fallback)):
+        for name in hashing.HashBatch.__dataclass_fields__:
+            assert np.array_equal(getattr(reference, name), getattr(got, name)), name
+    assert reference.ok.tolist() == [True] * 30 + [False]
+
+
 def test_search_methods_equal_brute_force():
     rng = np.random.default_rng(0)
     db = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True)
