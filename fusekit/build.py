@@ -21,7 +21,6 @@ dedupe) are imported when a step needs them; a recipe that names a stage this in
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -34,7 +33,8 @@ import yaml
 
 from fusekit import __version__
 from fusekit.errors import ConfigError, UserError
-from fusekit.workspace import Workspace, write_json_atomic
+from fusekit.workspace import Workspace, digest, write_json_atomic
+from fusekit.workspace import tree_listing as workspace_tree_listing
 
 RECIPE_KEYS = ("name", "seed", "sources", "crawl", "faces", "dedupe", "balance", "description")
 SOURCE_KEYS = ("name", "source", "variant", "options", "labels")
@@ -146,39 +146,13 @@ def _resolve(base: Path, value: Any) -> Path:
 
 
 # -- fingerprints ----------------------------------------------------------------------------------------------------
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
 def tree_listing(path: Path) -> str:
     """A digest of every file under ``path`` (relative name, size, mtime): changes when any file does."""
-    entries = []
-    if path.is_file():
-        st = path.stat()
-        entries.append((path.name, st.st_size, st.st_mtime_ns))
-    else:
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                full = Path(root) / name
-                try:
-                    st = full.stat()
-                except OSError:
-                    continue
-                entries.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
-    return _digest(entries)
+    return digest(workspace_tree_listing(path))
 
 
 def table_listing(workspace: Workspace, table: str, units: list[str] | None = None) -> str:
-    folder = workspace.table_dir(table)
-    entries = []
-    for unit in workspace.units(table):
-        if units is not None and unit not in units:
-            continue
-        for p in sorted((folder / unit).iterdir()):
-            st = p.stat()
-            entries.append((f"{unit}/{p.name}", st.st_size, st.st_mtime_ns))
-    return _digest(entries)
+    return digest(workspace.listing(table, units, pattern="*"))
 
 
 def _stage(module: str, names: tuple[str, ...], step: str) -> tuple[Any, ...]:
@@ -214,9 +188,9 @@ class _Runner:
 
     def step(self, name: str, inputs: Any, outputs: Callable[[], Any], run: Callable[[], str],
              echo: Callable[[str], None]) -> None:
-        fingerprint = _digest({"inputs": inputs, "fusekit": __version__})
+        fingerprint = digest({"inputs": inputs, "fusekit": __version__})
         previous = self.state.get(name, {})
-        if not self.force and previous.get("inputs") == fingerprint and previous.get("outputs") == _digest(outputs()):
+        if not self.force and previous.get("inputs") == fingerprint and previous.get("outputs") == digest(outputs()):
             self.report.steps.append(StepResult(name, False, "unchanged"))
             echo(f"= {name}: unchanged, skipped")
             return
@@ -224,7 +198,7 @@ class _Runner:
         started = time.perf_counter()
         detail = run()
         seconds = time.perf_counter() - started
-        self.state[name] = {"inputs": fingerprint, "outputs": _digest(outputs())}
+        self.state[name] = {"inputs": fingerprint, "outputs": digest(outputs())}
         write_json_atomic(self.state, self.state_path)
         self.report.steps.append(StepResult(name, True, detail, seconds))
         if detail:

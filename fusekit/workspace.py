@@ -17,6 +17,7 @@ journal file (``_COMPLETE``) lets ``Workspace.recover`` finish a swap that a cra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +92,20 @@ class Workspace:
             return []
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
+    def listing(self, table: str, units: Iterable[str] | None = None,
+                pattern: str = "part-*.parquet") -> list[list[Any]]:
+        """[``table/unit/name``, size, mtime_ns] of a table's files, in read order: what a later stage keys its cache
+        or its rerun decision on (equal listings = unchanged input; every write replaces files atomically)."""
+        wanted = None if units is None else set(units)
+        entries = []
+        for unit in self.units(table):
+            if wanted is None or unit in wanted:
+                for path in sorted(self.unit_dir(table, unit).glob(pattern)):
+                    if path.is_file():
+                        stat = path.stat()
+                        entries.append([f"{table}/{unit}/{path.name}", stat.st_size, stat.st_mtime_ns])
+        return entries
+
     def unit_info(self, table: str, unit: str) -> dict[str, Any] | None:
         path = self.unit_dir(table, unit) / "_unit.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -141,6 +156,29 @@ class Workspace:
             trash.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, trash)
             shutil.rmtree(trash, ignore_errors=True)
+
+
+def tree_listing(path: Path) -> list[list[Any]]:
+    """[relative name, size, mtime_ns] of a file, or of every file under a folder (sorted): changes when any does."""
+    if path.is_file():
+        stat = path.stat()
+        return [[path.name, stat.st_size, stat.st_mtime_ns]]
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(root) / name
+            try:
+                stat = full.stat()
+            except OSError:
+                continue
+            entries.append([str(full.relative_to(path)), stat.st_size, stat.st_mtime_ns])
+    return entries
+
+
+def digest(data: Any) -> str:
+    """A short stable digest of JSON-able data (listings, settings)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _jsonable(data: Any) -> Any:

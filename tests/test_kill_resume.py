@@ -97,3 +97,21 @@ def test_sigkill_during_a_reingest_keeps_the_old_rows(tmp_path: Path) -> None:
         f.unlink()
     _kill_after(ws, src, 3)
     assert _rows(ws) == before
+
+
+@pytest.mark.slow
+def test_a_source_changed_after_a_kill_is_ingested_afresh_not_resumed(tmp_path: Path) -> None:
+    src = _source(tmp_path / "src")
+    ws = tmp_path / "ws"
+    assert _kill_after(ws, src, 3) >= 1
+    write_image(src / "angry" / "000.png", 424242, (64, 64))  # new pixels under an old name
+    (src / "neutral" / "001.png").unlink()
+    done = subprocess.run([sys.executable, "-m", "fusekit", "--workspace", str(ws), "ingest", "folder", "--source",
+                           str(src), "--no-faces", "--chunk-size", str(CHUNK), "--workers", "1"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resumed" not in done.stdout
+    reference = tmp_path / "reference"
+    run_ingest(Workspace(reference), IngestConfig(name="folder", source=src, chunk_size=CHUNK, workers=1,
+                                                  faces=False))
+    assert _rows(ws) == _rows(reference) and len(_rows(ws)[0]) == 239

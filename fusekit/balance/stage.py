@@ -71,12 +71,7 @@ def _part_files(workspace: Workspace, table: str) -> list[str]:
 
 def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
     """What balance reads, as (file, size, mtime): equal lists mean unchanged inputs."""
-    out = []
-    for table in ("faces", "decisions"):
-        for path in _part_files(workspace, table):
-            stat = Path(path).stat()
-            out.append([str(Path(path).relative_to(workspace.root)), stat.st_size, stat.st_mtime_ns])
-    return out
+    return workspace.listing("faces") + workspace.listing("decisions")
 
 
 @dataclass

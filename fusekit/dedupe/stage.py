@@ -103,16 +103,11 @@ class DedupeReport:
 
 # -- hashing with a per-unit cache ---------------------------------------------------------------------------------------
 
-def _faces_fingerprint(workspace: Workspace, unit: str) -> list[list[Any]]:
-    folder = workspace.unit_dir("faces", unit)
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(folder.glob("part-*.parquet"))]
-
-
 def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig) -> tuple[pa.Table, bool]:
     """The hashes of one faces unit, from the cache when its files and the hash version are unchanged."""
     folder = workspace.unit_dir(HASH_TABLE, unit)
     info_path, part = folder / "_unit.json", folder / "part-00000.parquet"
-    key = {"hash_version": hashing.HASH_VERSION, "faces": _faces_fingerprint(workspace, unit)}
+    key = {"hash_version": hashing.HASH_VERSION, "faces": workspace.listing("faces", [unit])}
     if not config.rehash and info_path.is_file() and part.is_file():
         if json.loads(info_path.read_text(encoding="utf-8")).get("key") == json.loads(json.dumps(key)):
             return pq.read_table(part, schema=hashing.HASHES_SCHEMA), True
