@@ -230,3 +230,39 @@ def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
     assert "13 faces in" in out and "label-conflict" in out
     code, out, err = call_cli(capsys, "dedupe", "--conflicts", "maybe", workspace=tmp_path / "ws")
     assert code == 2 and err.startswith("Error: --conflicts must be one of")
+
+
+def test_a_crawled_picture_found_under_two_emotions_is_a_label_conflict(tmp_path):
+    """The crawl keeps the first emotion on the row and lists both in images.extra; dedupe reads that, alone or
+    in a group, so such a face goes to review like a group with two labels (the faces rows never carried it)."""
+    from fusekit.records import IMAGES_SCHEMA, dumps_extra
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    base = [synthetic.face(700 + i) for i in range(3)]
+    crawl = [face_row("crawl/bing/p0#0", base[0], "crawl", None, label="happy", face=300),  # alone, two emotions
+             face_row("crawl/bing/p1#0", base[1], "crawl", None, label="happy", face=300),  # alone, one emotion
+             face_row("crawl/bing/p2#0", synthetic.transform(base[2], "jpeg", np.random.default_rng(3)), "crawl",
+                      None, label="sad", face=300)]  # two emotions, and a copy of a fer2013 face labelled sad
+    extras = {"crawl/bing/p0": {"label_conflict": True, "labels": ["happy", "fear"]},
+              "crawl/bing/p1": {"labels": ["happy"]},
+              "crawl/bing/p2": {"label_conflict": True, "labels": ["sad", "angry"]}}
+    images = [{"id": i, "dataset": "crawl", "variant": "bing", "label": extras[i]["labels"][0],
+               "extra": dumps_extra(extras[i])} for i in sorted(extras)]
+    write_parquet_atomic(pa.Table.from_pylist(images, schema=IMAGES_SCHEMA),
+                         ws.unit_dir("images", "crawl--bing") / "part-00000.parquet")
+    write_faces(ws, "crawl--bing", crawl)
+    write_parquet_atomic(pa.Table.from_pylist([{"id": "fer2013/v/x", "dataset": "fer2013", "label": "sad"}],
+                                              schema=IMAGES_SCHEMA),
+                         ws.unit_dir("images", "fer2013--v") / "part-00000.parquet")
+    write_faces(ws, "fer2013--v", [face_row("fer2013/v/x#0", base[2], "fer2013", "train", label="sad", face=48)])
+    report = run_dedupe(ws, DedupeConfig())
+    d = decisions(ws)
+    assert (d["crawl/bing/p0#0"]["decision"], d["crawl/bing/p0#0"]["reason"]) == ("review", "label_conflict")
+    assert d["crawl/bing/p0#0"]["conflict"] and d["crawl/bing/p0#0"]["dup_group"] is None
+    assert (d["crawl/bing/p1#0"]["decision"], d["crawl/bing/p1#0"]["conflict"]) == ("keep", False)
+    assert (d["fer2013/v/x#0"]["decision"], d["fer2013/v/x#0"]["reason"]) == ("review", "label_conflict")
+    assert d["crawl/bing/p2#0"]["decision"] == "drop" and d["crawl/bing/p2#0"]["conflict"]
+    assert report.conflicts == 2
+    assert {tuple(e["labels"]) for e in report.conflict_examples} == {("angry", "sad"), ("fear", "happy")}
+    run_dedupe(ws, DedupeConfig(conflicts="keep"))
+    assert decisions(ws)["crawl/bing/p0#0"]["decision"] == "keep"

@@ -27,7 +27,7 @@ from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
 from fusekit.errors import ConfigError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA
 from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
     meta, hashed = _drop_orphans(workspace, meta, hashed)
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
-    decisions = decide(meta, hashed, config, report)
+    decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
     _write(workspace, decisions, config, report)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
     return report
@@ -220,7 +220,24 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
     return live[a], live[b], flag
 
 
-def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, report: DedupeReport) -> pa.Table:
+def _conflicting_pictures(workspace: Workspace, units: list[str]) -> dict[str, list[str]]:
+    """Pictures the crawl found under two or more emotions (``extra.label_conflict``), with those emotions: their
+    faces carry one label (the first found), but the picture is a label conflict like a group with two labels."""
+    found: dict[str, list[str]] = {}
+    with_images = set(workspace.units("images"))
+    for unit in (u for u in units if u in with_images):
+        images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "extra"])
+        extra = images.column("extra")
+        hits = images.filter(pc.fill_null(pc.match_substring(extra, '"label_conflict":true'), False))
+        for image_id, text in zip(hits.column("id").to_pylist(), hits.column("extra").to_pylist()):
+            data = json.loads(text)
+            if data.get("label_conflict"):
+                found[image_id] = list(data.get("labels") or [])
+    return found
+
+
+def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, report: DedupeReport,
+           picture_labels: dict[str, list[str]] | None = None) -> pa.Table:
     t = time.perf_counter()
     n = meta.num_rows
     report.faces = n
@@ -229,6 +246,10 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     splits = _column(meta, "split")
     labels = _column(meta, "label")
     shas = _column(meta, "pixel_sha256")
+    picture_labels = picture_labels or {}
+    # the labels each face stands for: its own, and every emotion its picture was found under (crawl conflicts)
+    face_labels = [set(picture_labels.get(image_id, ())) | ({lab} if lab is not None else set())
+                   for image_id, lab in zip(_column(meta, "image_id"), labels)]
     fw = meta.column("face_width").to_numpy(zero_copy_only=False).astype(np.float64)
     fh = meta.column("face_height").to_numpy(zero_copy_only=False).astype(np.float64)
     score = meta.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -282,7 +303,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
         idx = order[start:end]  # a loop over groups, not pairs: each step is a few numpy calls on the group
         gid = ids[idx[0]]
         group_id[idx] = gid
-        labs = {lab for lab in labels[idx] if lab is not None}
+        labs = set().union(*(face_labels[i] for i in idx))
         spl = {s or "none" for s in splits[idx]}  # a crawled face has no split
         k = kept[idx[0]]
         if len(labs) > 1:
@@ -318,6 +339,15 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
 
     quality_drop = np.array([r is not None for r in reason], dtype=bool) & ~in_group
     decision[quality_drop] = "drop"
+    for i in np.flatnonzero(~in_group & ~quality_drop):  # a face alone, but its picture carries two emotions
+        if len(face_labels[i]) > 1:
+            conflict[i] = True
+            report.conflicts += 1
+            if len(report.conflict_examples) < 20:
+                report.conflict_examples.append({"group": ids[i], "labels": sorted(face_labels[i]), "size": 1})
+            if config.conflicts != "keep":
+                decision[i] = "review" if config.conflicts == "review" else "drop"
+                reason[i] = "label_conflict"
     report.groups = len(bounds) if len(members) else 0
     report.grouped_faces = int(len(members))
     report.kept = int((decision == "keep").sum())
