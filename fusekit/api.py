@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fusekit import sources
 from fusekit.config import IngestConfig
@@ -36,21 +38,44 @@ def datasets() -> list[DatasetEntry]:
 
 
 def remove(workspace: Workspace, name: str, variant: str) -> list[str]:
-    """Remove an ingested variant's rows from every table that holds them; returns the tables touched."""
+    """Remove an ingested variant from every table that holds its unit (images, rejects, faces, face rejects, the
+    dedupe hash cache), and the archive extracted for it when no other unit reads from there. Returns what it
+    removed. Decisions and the built dataset are whole-workspace results: they are left for the next
+    `fusekit dedupe` / `fusekit balance`, which ``status`` then reports as out of date."""
     try:
         dataset = resolve(name).name
     except SourceNotFound:  # a class-folder dataset goes by the name the user gave it
         dataset = name
     unit = unit_name(dataset, variant)
+    anchor = (workspace.unit_info("images", unit) or {}).get("anchor")
+    tables = sorted(p.name for p in workspace.tables.iterdir() if p.is_dir()) if workspace.tables.is_dir() else []
     touched = []
-    for table in ("images", "rejects"):
+    for table in tables:
         if unit in workspace.units(table):
             workspace.remove_unit(table, unit)
             touched.append(table)
     if not touched:
         held = ", ".join(u.replace("--", "/") for u in workspace.units("images")) or "nothing"
         raise ConfigError(f"{dataset}/{variant} is not in the workspace {workspace.root} (it holds {held})")
+    extracted = _extraction_of(workspace, anchor)
+    if extracted is not None:
+        shutil.rmtree(extracted, ignore_errors=True)
+        touched.append(f"sources/{extracted.name}")
     return touched
+
+
+def _extraction_of(workspace: Workspace, anchor: str | None) -> Path | None:
+    """The folder under <workspace>/sources/ an archive was extracted into for ``anchor``, if no unit still left
+    in the workspace reads from it."""
+    sources = (workspace.root / "sources").resolve()
+    if not anchor or not Path(anchor).resolve().is_relative_to(sources) or Path(anchor).resolve() == sources:
+        return None
+    folder = sources / Path(anchor).resolve().relative_to(sources).parts[0]
+    for other in workspace.units("images"):
+        theirs = (workspace.unit_info("images", other) or {}).get("anchor")
+        if theirs and Path(theirs).resolve().is_relative_to(folder):
+            return None
+    return folder if folder.is_dir() else None
 
 
 @dataclass

@@ -126,8 +126,11 @@ def remove(
     """Remove an ingested dataset variant from the workspace."""
     from fusekit import api
 
-    touched = api.remove(_workspace(), name, variant)
+    workspace = _workspace()
+    touched = api.remove(workspace, name, variant)
     _echo(f"removed {name}/{variant} from {', '.join(touched)}")
+    if workspace.units("decisions") and "faces" in touched:
+        _echo("its faces were part of the last dedupe: run `fusekit dedupe` (and `fusekit balance`) again")
 
 
 @app.command()

@@ -87,3 +87,42 @@ def test_an_option_a_source_does_not_read_is_refused_not_ignored(tmp_path: Path,
                             workspace=tmp_path / "ws")
     assert code == 2 and err.strip() == "Error: fer2013 variant 'csv' takes no options; got apex"
     assert not (tmp_path / "ws" / "images").exists() or not any((tmp_path / "ws" / "images").rglob("*.parquet"))
+
+
+def test_remove_takes_the_unit_out_of_every_table_and_its_extracted_archive(tmp_path: Path, capsys) -> None:
+    import zipfile
+
+    import pyarrow as pa
+
+    from fusekit.records import FACES_SCHEMA
+    from fusekit.workspace import Workspace, write_parquet_atomic
+
+    ws = tmp_path / "ws"
+    for name in ("mine", "theirs"):
+        folder = tmp_path / name
+        for i in range(3):
+            write_image(folder / "happy" / f"{i}.png", i + (10 if name == "theirs" else 0))
+        with zipfile.ZipFile(tmp_path / f"{name}.zip", "w") as archive:
+            for path in sorted(folder.rglob("*.png")):
+                archive.write(path, path.relative_to(folder).as_posix())
+        code, _, err = call_cli(capsys, "ingest", "folder", "--source", str(tmp_path / f"{name}.zip"), "--name", name,
+                                "--no-faces", workspace=ws)
+        assert code == 0, err
+    w = Workspace(ws)
+    for table in ("faces", "face_rejects", "dedupe_hashes"):  # what `fusekit faces` and `fusekit dedupe` leave
+        for unit in ("mine--classfolders", "theirs--classfolders"):
+            write_parquet_atomic(FACES_SCHEMA.empty_table(), w.unit_dir(table, unit) / "part-00000.parquet")
+    write_parquet_atomic(pa.table({"x": [1]}), w.unit_dir("decisions", "all") / "part-00000.parquet")
+    extracted = sorted(p.name for p in (ws / "sources").iterdir() if p.is_dir())
+    assert len(extracted) == 2
+
+    code, out, err = call_cli(capsys, "remove", "mine", "--variant", "classfolders", workspace=ws)
+    assert code == 0, err
+    mine = next(name for name in extracted if name.startswith("mine"))
+    assert out.splitlines() == [
+        f"removed mine/classfolders from dedupe_hashes, face_rejects, faces, images, rejects, sources/{mine}",
+        "its faces were part of the last dedupe: run `fusekit dedupe` (and `fusekit balance`) again"]
+    for table in ("images", "faces", "face_rejects", "dedupe_hashes"):
+        assert w.units(table) == ["theirs--classfolders"], table
+    assert w.units("decisions") == ["all"]
+    assert sorted(p.name for p in (ws / "sources").iterdir() if p.is_dir()) == [n for n in extracted if n != mine]
