@@ -263,3 +263,13 @@ def test_cli_balance_prints_the_summary(tmp_path, capsys):
     train = Counter(r["label_name"] for r in rows if r["split"] == "train")
     assert set(train.values()) == {10}
     assert all(r["ops"] == ["flip"] for r in rows if r["augmented"])
+
+
+def test_decisions_made_on_other_faces_are_reported_stale(tmp_path):
+    ws, faces, _ = _corpus_with_decisions(tmp_path / "ws")
+    report = run_balance(ws, BalanceConfig(weights_only=True))
+    assert not any("other faces" in n for n in report.notes)
+    ws.remove_unit("faces", "kdef--synthetic")  # as `fusekit remove kdef --variant ...` does
+    report = run_balance(ws, BalanceConfig(weights_only=True))
+    assert any("made on other faces" in n and "run `fusekit dedupe` again" in n for n in report.notes)
+    assert report.faces == sum(f["dataset"] != "kdef" for f in faces)

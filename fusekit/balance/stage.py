@@ -28,7 +28,7 @@ from fusekit.balance.splits import assign_splits
 from fusekit.errors import UserError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS
 from fusekit.taxonomy import CLASSES
-from fusekit.workspace import Workspace, write_json_atomic
+from fusekit.workspace import Workspace, digest, write_json_atomic
 
 FACE_COLUMNS = ["id", "image_id", "dataset", "split", "subject", "group", "label", "terms"]
 
@@ -79,6 +79,7 @@ class _Inputs:
     faces: pa.Table  # FACE_COLUMNS, with a `pos` column: row position in the faces parts
     decision: dict[str, tuple[str, str | None, str | None, str | None]]  # face id -> (decision, reason, group, phash)
     has_decisions: bool
+    stale_decisions: bool = False  # made on another faces listing than the one read now
 
 
 def _read_inputs(workspace: Workspace) -> _Inputs:
@@ -93,7 +94,9 @@ def _read_inputs(workspace: Workspace) -> _Inputs:
         table = workspace.read("decisions", DECISIONS_SCHEMA, units=["all"],
                                columns=["face_id", "decision", "reason", "dup_group", "phash"])
         decision = {r[0]: r[1:] for r in zip(*(table.column(c).to_pylist() for c in table.column_names))}
-    return _Inputs(faces, decision, has)
+    made_on = (workspace.unit_info("decisions", "all") or {}).get("faces") if has else None
+    stale = made_on is not None and made_on != digest(workspace.listing("faces"))
+    return _Inputs(faces, decision, has, stale)
 
 
 def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
@@ -168,6 +171,9 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
     elif missing:
         report.notes.append(f"{missing:,} faces have no dedupe decision (added after the last `fusekit dedupe`); "
                             f"they are kept unchecked: run `fusekit dedupe` again")
+    elif inputs.stale_decisions:
+        report.notes.append("the dedupe decisions were made on other faces than the workspace holds now (a dataset "
+                            "was re-ingested or removed since): run `fusekit dedupe` again")
     if report.left_out.get("awaiting review"):
         report.notes.append(f"{report.left_out['awaiting review']:,} faces await review and are left out "
                             f"(--include-review keeps them)")

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA
 from fusekit.taxonomy import CLASS_ID, CLASSES
-from fusekit.workspace import Workspace
+from fusekit.workspace import Workspace, digest
 
 # A skewed class mix: happy is 20x disgust.
 SKEW = {"angry": 8, "disgust": 1, "fear": 4, "happy": 20, "sad": 9, "surprise": 6, "neutral": 14, "contempt": 1}
@@ -55,13 +55,13 @@ def face_row(face_id: str, dataset: str, label: str, *, split: str | None = None
 
 
 def write_table(workspace: Workspace, table: str, unit: str, rows: list[dict[str, Any]], schema: pa.Schema,
-                part_rows: int = 2048) -> None:
+                part_rows: int = 2048, info: dict[str, Any] | None = None) -> None:
     """Write rows as one committed unit of ``table``, in parts of ``part_rows`` (as a stage would)."""
     staging = workspace.stage(unit, {"synthetic": table, "unit": unit, "rows": len(rows)})
     for index, start in enumerate(range(0, max(len(rows), 1), part_rows)):
         part = pa.Table.from_pylist(rows[start:start + part_rows], schema=schema)
         staging.write_part(index, {table: part}, {"rows": part.num_rows})
-    staging.finish({"synthetic": True}, [table])
+    staging.finish({"synthetic": True, **(info or {})}, [table])
 
 
 def write_faces(workspace: Workspace, rows: Iterable[dict[str, Any]]) -> None:
@@ -82,7 +82,9 @@ def decision_row(face: dict[str, Any], decision: str = "keep", reason: str | Non
 
 
 def write_decisions(workspace: Workspace, rows: list[dict[str, Any]]) -> None:
-    write_table(workspace, "decisions", "all", rows, DECISIONS_SCHEMA)
+    """As ``fusekit dedupe`` leaves them: with a digest of the faces they were made on."""
+    write_table(workspace, "decisions", "all", rows, DECISIONS_SCHEMA,
+                info={"faces": digest(workspace.listing("faces"))})
 
 
 def corpus(n: int, seed: int = 0, distinct_images: int | None = None, size: int = 48,

@@ -28,7 +28,7 @@ from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
 from fusekit.errors import ConfigError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA
-from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
 HASH_TABLE = "dedupe_hashes"
@@ -145,6 +145,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     report = DedupeReport()
     t0 = time.perf_counter()
     units = _live_units(workspace)
+    faces_read = digest(workspace.listing("faces"))  # balance compares: decisions made on other faces are stale
     metas, hashes = [], []
     for unit in units:
         meta = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=META_COLUMNS)
@@ -161,7 +162,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     meta, hashed = _drop_orphans(workspace, meta, hashed)
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
     decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
-    _write(workspace, decisions, config, report)
+    _write(workspace, decisions, config, report, faces_read)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
     return report
 
@@ -410,12 +411,13 @@ def _pair_matrix(comp: np.ndarray, datasets: np.ndarray) -> dict[str, dict[str, 
     return matrix
 
 
-def _write(workspace: Workspace, decisions: pa.Table, config: DedupeConfig, report: DedupeReport) -> None:
+def _write(workspace: Workspace, decisions: pa.Table, config: DedupeConfig, report: DedupeReport,
+           faces_read: str) -> None:
     folder = workspace.unit_dir("decisions", UNIT)
     write_parquet_atomic(decisions, folder / "part-00000.parquet")
     for stale in folder.glob("part-*.parquet"):
         if stale.name != "part-00000.parquet":
             stale.unlink()
     info = {"stage": "dedupe", "config": asdict(config), "hash_version": hashing.HASH_VERSION,
-            "report": report.to_json()}
+            "faces": faces_read, "report": report.to_json()}
     write_json_atomic(info, folder / "_unit.json")
