@@ -223,6 +223,7 @@ def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
     lines = status_lines(ws)
     assert lines[0].startswith("dedupe: 13 faces, 3 kept, 1 to review, 9 dropped")
     assert "test_leakage 1" in lines[0] and "blurred 1" in lines[0]
+    assert not any("out of date" in line for line in lines)
     assert "duplicate pairs per pair of datasets" in render_summary(ws)
 
     code, out, err = call_cli(capsys, "dedupe", "--threshold", "6", workspace=tmp_path / "ws")
@@ -230,6 +231,11 @@ def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
     assert "13 faces in" in out and "label-conflict" in out
     code, out, err = call_cli(capsys, "dedupe", "--conflicts", "maybe", workspace=tmp_path / "ws")
     assert code == 2 and err.startswith("Error: --conflicts must be one of")
+    # faces changed since (a dataset removed): status says the decisions are out of date until dedupe runs again
+    ws.remove_unit("faces", "jaffe--v")
+    assert "out of date" in status_lines(ws)[-1]
+    run_dedupe(ws, DedupeConfig())
+    assert not any("out of date" in line for line in status_lines(ws))
 
 
 def test_a_crawled_picture_found_under_two_emotions_is_a_label_conflict(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any
 from fusekit.dedupe.stage import UNIT, DedupeReport
 from fusekit.records import DECISIONS_SCHEMA
 from fusekit.render import table
-from fusekit.workspace import Workspace
+from fusekit.workspace import Workspace, digest
 
 
 def pair_matrix_table(matrix: dict[str, dict[str, int]], datasets: list[str]) -> str:
@@ -80,4 +80,7 @@ def status_lines(workspace: Workspace) -> list[str]:
         rep = info["report"]
         lines.append(f"  {rep['groups']:,} duplicate groups, {rep['conflicts']:,} label conflicts, "
                      f"{rep['cross_split_groups']:,} span splits")
+    if info.get("faces") is not None and info["faces"] != digest(workspace.listing("faces")):
+        lines.append("  out of date: the faces changed since (a dataset ingested, re-ingested or removed): "
+                     "run `fusekit dedupe`")
     return lines
