@@ -328,12 +328,17 @@ def test_orphans_and_changed_pictures_are_redone_or_removed(tmp_path):
     assert (unit.orphans, unit.processed, unit.carried, detector.views) == (1, 1, 4, 1)
     faces = {f["image_id"].rsplit("/", 1)[-1]: f for f in read(ws, FACES)}
     assert "img000.png" not in faces and faces["img001.png"]["box"]["x"] == pytest.approx(100, abs=1)
-    # removing the dataset removes its faces on the next run
+    # removing the dataset removes its faces at once (`fusekit remove`)...
     from fusekit import api
 
-    api.remove(ws, "faces-src", "classfolders")
-    report = run_faces(ws, detector=FakeDetector())
-    assert report.removed_units == ["faces-src--classfolders"] and not ws.units(FACES) and not ws.units(REJECTS)
+    assert "faces" in api.remove(ws, "faces-src", "classfolders")
+    assert not ws.units(FACES) and not ws.units(REJECTS)
+    # ...and faces left without their images unit (an older workspace) go on the next faces run
+    ws2, _ = ingested(tmp_path / "second", 3)
+    run_faces(ws2, detector=FakeDetector())
+    ws2.remove_unit("images", "faces-src--classfolders")
+    report = run_faces(ws2, detector=FakeDetector())
+    assert report.removed_units == ["faces-src--classfolders"] and not ws2.units(FACES) and not ws2.units(REJECTS)
 
 
 def test_missing_and_corrupt_files_are_rejected_and_missing_ones_retried(tmp_path):
