@@ -272,3 +272,22 @@ def test_a_crawled_picture_found_under_two_emotions_is_a_label_conflict(tmp_path
     assert {tuple(e["labels"]) for e in report.conflict_examples} == {("angry", "sad"), ("fear", "happy")}
     run_dedupe(ws, DedupeConfig(conflicts="keep"))
     assert decisions(ws)["crawl/bing/p0#0"]["decision"] == "keep"
+
+
+def test_confirmation_in_worker_processes_scores_like_one_thread(monkeypatch):
+    from fusekit.dedupe import confirm
+
+    rng = np.random.default_rng(4)
+    faces = [synthetic.face(900 + i) for i in range(12)]
+    copies = [synthetic.transform(f, "rotate", rng) for f in faces]
+    thumbs = hashing.hash_images([synthetic.encode(f) for f in faces + copies], workers=1).thumbs
+    a = np.r_[np.arange(12), rng.integers(0, 12, 60)]
+    b = np.r_[np.arange(12) + 12, (a[12:] + rng.integers(1, 12, 60)) % 12]
+    flags = np.zeros(len(a), bool)
+    one = confirm.pair_scores(thumbs[a], thumbs[b], flags, workers=1)
+    monkeypatch.setattr(confirm, "PROCESS_MIN", 8)
+    monkeypatch.setattr(confirm, "_CHUNK", 10)
+    monkeypatch.setattr("fusekit.processes.processes_pay", lambda workers: True)
+    spread = confirm.pair_scores(thumbs[a], thumbs[b], flags, workers=2)
+    assert np.array_equal(one, spread)
+    assert (one[:12] >= confirm.DEFAULT_MIN_SIMILARITY).all() and (one[12:] < confirm.DEFAULT_MIN_SIMILARITY).all()
