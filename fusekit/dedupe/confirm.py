@@ -56,11 +56,15 @@ def _warp(b: np.ndarray, warp: np.ndarray) -> np.ndarray:
                           borderMode=cv2.BORDER_REFLECT)
 
 
-def registered_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Register ``b`` onto ``a`` (float32 64x64) and score the pair; -inf when the map is no plausible copy's.
+def registered_similarity(a: np.ndarray, b: np.ndarray, accept_at: float = np.inf) -> float:
+    """Register ``b`` onto ``a`` (float32 64x64) and score the pair: the better of the two registration steps whose
+    map is plausible; -inf when the coarse map already is no plausible copy's.
 
     The coarse (32x32) map already lines up every copy measured to a worst block >= 0.55; a pair scoring below
-    ``EARLY_REJECT`` there is rejected without the fine step (most false candidates: saves half the time).
+    ``EARLY_REJECT`` there is rejected without the fine step (most false candidates: saves half the time). As the
+    score is the better of the two steps, a pair at or above ``accept_at`` after the coarse step is accepted
+    without the fine one (the same decision; most copies, about half their time). A fine step that wanders off to
+    an implausible map leaves the coarse score (before 2026-11-23 15:30 it rejected the pair outright).
     """
     half = (SIDE // 2, SIDE // 2)
     warp = _ecc(cv2.resize(a, half, interpolation=cv2.INTER_AREA), cv2.resize(b, half, interpolation=cv2.INTER_AREA),
@@ -69,11 +73,11 @@ def registered_similarity(a: np.ndarray, b: np.ndarray) -> float:
     if not _plausible(warp):
         return -np.inf
     coarse = block_similarity(a, _warp(b, warp))
-    if coarse < EARLY_REJECT:
+    if coarse < EARLY_REJECT or coarse >= accept_at:
         return coarse
     warp = _ecc(a, b, warp, _FINE)
     if not _plausible(warp):
-        return -np.inf
+        return coarse
     return max(coarse, block_similarity(a, _warp(b, warp)))
 
 
@@ -104,25 +108,27 @@ def block_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(cs.min())
 
 
-def _score(a: np.ndarray, b: np.ndarray, mirrored: bool) -> float:
+def _score(a: np.ndarray, b: np.ndarray, mirrored: bool, accept_at: float = np.inf) -> float:
     a = a.astype(np.float32)
     b = b.astype(np.float32)
     if mirrored:
         b = np.ascontiguousarray(b[:, ::-1])
-    return registered_similarity(a, b)
+    return registered_similarity(a, b, accept_at)
 
 
 PROCESS_MIN = 4096  # pairs from which the scoring goes to worker processes
 _CHUNK = 512
 
 
-def _score_chunk(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray) -> list[float]:
+def _score_chunk(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, accept_at: float) -> list[float]:
     cv2.setNumThreads(1)  # a worker process: the pool is the parallelism
-    return [_score(*t) for t in zip(thumbs_a, thumbs_b, flags)]
+    return [_score(a, b, f, accept_at) for a, b, f in zip(thumbs_a, thumbs_b, flags)]
 
 
-def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray, workers: int = 2) -> np.ndarray:
+def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray, workers: int = 2,
+                accept_at: float = np.inf) -> np.ndarray:
     """Worst-block similarity of each registered pair (higher = more alike; -inf: no plausible registration).
+    A pair that reaches ``accept_at`` after the coarse registration keeps that score (see registered_similarity).
 
     From ``PROCESS_MIN`` pairs on (and when other jobs leave the cores idle), chunks of pairs go to worker
     processes: two threads gained ~5% here (ECC releases the GIL, the Python and numpy steps around it do not),
@@ -135,13 +141,13 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
         from fusekit.processes import processes_pay
 
         if processes_pay(workers):
-            scores = _in_processes(thumbs_a, thumbs_b, flags, workers)
+            scores = _in_processes(thumbs_a, thumbs_b, flags, workers, accept_at)
             if scores is not None:
                 return scores
     previous = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallel over pairs instead (OpenCV releases the GIL)
     try:
-        args = (thumbs_a, thumbs_b, flags)
+        args = (thumbs_a, thumbs_b, flags, [accept_at] * n)
         if workers > 1 and n > 64:
             with ThreadPoolExecutor(workers) as pool:
                 out = list(pool.map(_score, *args))
@@ -152,7 +158,8 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
     return np.asarray(out, np.float32)
 
 
-def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, workers: int) -> np.ndarray | None:
+def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, workers: int,
+                  accept_at: float) -> np.ndarray | None:
     """Scores from a process pool (fusekit's one start-method rule), or None when processes cannot start here."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -163,7 +170,7 @@ def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray,
     try:
         with ProcessPoolExecutor(workers, mp_context=process_context([__name__])) as pool:
             parts = list(pool.map(_score_chunk, *zip(*[(thumbs_a[i:i + _CHUNK], thumbs_b[i:i + _CHUNK],
-                                                         flags[i:i + _CHUNK]) for i in starts])))
+                                                         flags[i:i + _CHUNK], accept_at) for i in starts])))
     except (BrokenProcessPool, OSError) as exc:
         import logging
 
@@ -175,5 +182,5 @@ def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray,
 def confirm(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray,
             min_similarity: float = DEFAULT_MIN_SIMILARITY, workers: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(accepted, score) for each candidate pair."""
-    scores = pair_scores(thumbs_a, thumbs_b, mirrored, workers)
+    scores = pair_scores(thumbs_a, thumbs_b, mirrored, workers, accept_at=min_similarity)
     return scores >= min_similarity, scores
