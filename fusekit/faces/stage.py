@@ -36,7 +36,7 @@ from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
 from fusekit.faces.policies import FacesConfig, PolicySettings
 from fusekit.imageio import Rejected
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
-from fusekit.workspace import Staging, Workspace
+from fusekit.workspace import Staging, Workspace, digest
 
 log = logging.getLogger(__name__)
 
@@ -310,11 +310,8 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
     faces_parts = _part_files(workspace, FACES, unit)
     reject_parts = _part_files(workspace, REJECTS, unit)
     exists = unit in workspace.units(FACES) or unit in workspace.units(REJECTS)
-    listing = []
-    for path in [*faces_parts.values(), *reject_parts.values()]:
-        stat = os.stat(path)
-        listing.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
-    plan = _Plan([], set(), set(), [], exists, listing=hashlib.sha256("\n".join(listing).encode()).hexdigest())
+    listing = digest(workspace.listing(FACES, [unit]) + workspace.listing(REJECTS, [unit]))
+    plan = _Plan([], set(), set(), [], exists, listing=listing)
     face_rows: list[tuple[str, bool]] = []
     for path in faces_parts.values():
         table = pq.read_table(path, columns=list(CARRIED))
