@@ -341,3 +341,32 @@ def test_datasets_lists_affectnet_supported_and_variant_can_be_forced(tmp_path, 
     code, _, err = call_cli(capsys, "ingest", "affectnet", "--source", str(tmp_path / "y"), "--variant", "kaggle",
                             "--no-faces", workspace=tmp_path / "ws")
     assert code == 2 and "labels.csv" in err
+
+
+def test_automatic_set_only_on_request_marked_and_kept_apart(tmp_path, capsys):
+    root = tmp_path / "AffectNet"
+    names = write_official(root)
+    rows = []
+    for seed, (name, expression) in enumerate([("auto-happy", 1), ("auto-none", 8)], start=40):
+        rel = f"1/{_hex(name)}.jpg"  # the same <int>/<hex> scheme as the manual set: ids must not collide
+        write_image(root / "Automatically_Annotated_Images" / rel, seed, (64, 64), mode="RGB")
+        rows.append(",".join([rel, "1", "2", "50", "51", ";".join(_landmarks(seed)), str(expression), "0.1", "0.2"]))
+    (root / "Automatically_Annotated_file_lists" / "automatically_annotated.csv").write_text(
+        HEADER + "\n" + "\n".join(rows) + "\n")
+    plain, _, _ = _ingest(Workspace(tmp_path / "plain"), tmp_path)
+    images, rejects, report = _ingest(Workspace(tmp_path / "ws"), tmp_path, options={"automatic": "yes"})
+    added = {i: r for i, r in images.items() if i not in plain}
+    happy = f"affectnet/official/automatic/1/{_hex('auto-happy')}.jpg"
+    assert list(added) == [happy]
+    row = added[happy]
+    assert (row["split"], row["label"], row["label_source"]) == ("train", "happy", "affectnet_automatic")
+    assert row["source_path"] == f"Automatically_Annotated_Images/1/{_hex('auto-happy')}.jpg"
+    assert row["face_box"] == {"x": 1.0, "y": 2.0, "w": 50.0, "h": 51.0}
+    assert all(r["label_source"] == "dataset" for i, r in images.items() if i != happy)
+    assert rejects[f"affectnet/official/automatic/1/{_hex('auto-none')}.jpg"]["reason"] == "dropped_label"
+    assert not any("not ingested" in n for n in report.notes)
+    # asked for, but the images were not extracted: one line, exit 2
+    (root / "Automatically_Annotated_Images").rename(root / "elsewhere")
+    code, _, err = call_cli(capsys, "ingest", "affectnet", "--source", str(tmp_path), "-o", "automatic=yes",
+                            "--no-faces", workspace=tmp_path / "ws2")
+    assert code == 2 and "no Automatically_Annotated_Images/" in err and err.count("\n") == 1

@@ -80,6 +80,7 @@ COLUMNS = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_heig
            "valence", "arousal")
 IMAGE_FOLDER = "manually_annotated_images"
 AUTO_LISTS = ("automatically_annotated_file_lists", "automatically_annotated_file_list")
+AUTO_IMAGE_FOLDER = "automatically_annotated_images"
 
 
 def _first_field(path: Path) -> str | None:
@@ -115,7 +116,9 @@ class AffectNetOfficial(Source):
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        self.check_options(by_variant=True)
+        self.check_options(("automatic",), usage="takes the option automatic=yes (also ingest the automatically "
+                           "annotated images)", by_variant=True)
+        self.automatic = self.bool_option("automatic", False)
         lists_dir = self._lists_dir(anchor)
         self.lists = _list_files(lists_dir)
         found = find_dirs(anchor, lambda p: p.name.lower() == IMAGE_FOLDER, max_depth=3)
@@ -126,6 +129,21 @@ class AffectNetOfficial(Source):
                 f"found the AffectNet lists ({', '.join(p.name for p in self.lists.values())}) in {lists_dir} but no "
                 f"Manually_Annotated_Images/ folder under {anchor}: extract the images next to the lists{hint}")
         self.images_rel = found[0].relative_to(anchor).as_posix()
+        self.auto_list, self.auto_images_rel = self._automatic_set(anchor) if self.automatic else (None, None)
+
+    @staticmethod
+    def _automatic_set(anchor: Path) -> tuple[Path, str]:
+        """The automatically annotated set, asked for with ``-o automatic=yes``: its list (same columns as the
+        manual ones; layout from FORMATS.md §2a, not checked against a real copy) and its images folder."""
+        lists = [p for p in sorted(anchor.iterdir()) if p.is_dir() and p.name.lower() in AUTO_LISTS]
+        csvs = sorted(p for p in lists[0].iterdir() if p.suffix.lower() == ".csv" and _is_list_file(p)) if lists else []
+        images = find_dirs(anchor, lambda p: p.name.lower() == AUTO_IMAGE_FOLDER, max_depth=3)
+        if not csvs or not images:
+            missing = "Automatically_Annotated_file_lists/automatically_annotated.csv" if not csvs else \
+                "Automatically_Annotated_Images/"
+            raise LayoutNotRecognised(f"-o automatic=yes: no {missing} under {anchor}: extract it next to the "
+                                      f"manually annotated set")
+        return csvs[0], images[0].relative_to(anchor).as_posix()
 
     @staticmethod
     def _lists_dir(anchor: Path) -> Path:
@@ -152,15 +170,21 @@ class AffectNetOfficial(Source):
     def records(self) -> Iterator[Record]:
         for name in LIST_FILES:
             if name in self.lists:
-                yield from self._list_records(self.lists[name])
+                yield from self._list_records(self.lists[name], self.images_rel)
+        if self.auto_list is not None:
+            # A model's labels, not people's: training only, marked in label_source, ids apart from the manual set's.
+            yield from self._list_records(self.auto_list, self.auto_images_rel, split="train", key_prefix="automatic/",
+                                          label_source="affectnet_automatic")
+            return
         auto = [p.name for p in self.anchor.iterdir() if p.is_dir() and p.name.lower() in AUTO_LISTS]
         if auto:
             self.notes.append(f"{auto[0]}/ holds the automatically annotated images (a model's labels, not "
-                              f"people's): not ingested")
+                              f"people's): not ingested (-o automatic=yes adds them to train)")
 
-    def _list_records(self, path: Path) -> Iterator[Record]:
-        list_name = path.stem.lower()  # training | validation
-        split = self.spec.splits.get(list_name)
+    def _list_records(self, path: Path, images_rel: str, split: str | None = None, key_prefix: str = "",
+                      label_source: str = "dataset") -> Iterator[Record]:
+        list_name = path.stem.lower()  # training | validation | automatically_annotated
+        split = split or self.spec.splits.get(list_name)
         counts: Counter[str] = Counter()
         widths: Counter[int] = Counter()
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
@@ -178,7 +202,8 @@ class AffectNetOfficial(Source):
                     continue
                 counts["rows"] += 1
                 widths[len(row)] += 1
-                yield self._row_record(path.name, list_name, split, index, row, index_of)
+                yield self._row_record(path.name, list_name, split, index, row, index_of, images_rel, key_prefix,
+                                       label_source)
         main, most = widths.most_common(1)[0] if widths else (0, 0)
         others = counts["rows"] - most
         layout = f"{main} columns" + (f" ({others:,} rows of another width)" if others else "")
@@ -186,11 +211,11 @@ class AffectNetOfficial(Source):
                           f"{'header ' + repr(first[0].strip()) if header and first else 'no header'}, {layout}")
 
     def _row_record(self, file_name: str, list_name: str, split: str | None, index: int, row: list[str],
-                    index_of: dict[str, int]) -> Record:
+                    index_of: dict[str, int], images_rel: str, key_prefix: str, label_source: str) -> Record:
         where = f"{list_name}/row{index:06d}"
         rel = _clean_rel(row[0]) if row else None
-        key = rel or where
-        path = f"{self.images_rel}/{rel}" if rel else file_name
+        key = key_prefix + (rel or where)
+        path = f"{images_rel}/{rel}" if rel else file_name
         if len(row) == len(COLUMNS):
             get = {name: row[index_of.get(name, i)] for i, name in enumerate(COLUMNS)}
             landmark_text = get["facial_landmarks"].split(";")
@@ -236,7 +261,7 @@ class AffectNetOfficial(Source):
                           reject_detail=f"face_width {box[2]:g}, face_height {box[3]:g}: AffectNet's mark of a "
                                         f"missing image (no face box)")
         return Record(key=key, raw_label=raw, split=split, path=path, row=index, face_box=box,  # type: ignore[arg-type]
-                      extra=extra)
+                      extra=extra, label_source=label_source)
 
 
 # -- 2b: the npy release ---------------------------------------------------------------------------------------------
