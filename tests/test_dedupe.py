@@ -116,6 +116,25 @@ def test_every_kind_of_part_and_a_failed_pool_give_the_same_hashes(tmp_path, mon
     assert reference.ok.tolist() == [True] * 30 + [False]
 
 
+def test_an_input_error_while_reading_parts_is_raised_not_taken_for_a_pool_failure(monkeypatch):
+    """A part that cannot be read (a faces file vanished) must stop the hashing, not silently end it early."""
+    import concurrent.futures
+
+    import pytest
+
+    datas = [synthetic.encode(synthetic.face(600 + i).resize((48, 48))) for i in range(4)]
+
+    def parts():
+        yield datas
+        raise FileNotFoundError("part-00001.parquet")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as stand_in:  # a pool that works, without starting processes
+        monkeypatch.setattr(hashing, "_process_pool", lambda workers: stand_in)
+        got = hashing.hash_parts(parts(), workers=2, chunk=2)
+        with pytest.raises(FileNotFoundError):
+            list(got)
+
+
 def test_search_methods_equal_brute_force():
     rng = np.random.default_rng(0)
     db = rng.integers(0, 2**64 - 1, 3000, dtype=np.uint64, endpoint=True)

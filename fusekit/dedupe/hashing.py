@@ -478,9 +478,15 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
     global _POOL
     pending: deque[tuple[Part, list]] = deque()  # parts submitted and not yet yielded (at most two)
     iterator = iter(parts)
+    reading = False  # an OSError while reading the input (a vanished file) is the caller's, not the pool's
     try:
         pool = _process_pool(workers)
-        for part in iterator:
+        while True:
+            reading = True
+            part = next(iterator, _END)
+            reading = False
+            if part is _END:
+                break
             pending.append((part, [pool.submit(_hash_part, c) for c in _chunks(part, chunk)]))
             if len(pending) > 1:
                 yield _concat([f.result() for f in pending[0][1]])
@@ -489,6 +495,8 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
             yield _concat([f.result() for f in pending[0][1]])
             pending.popleft()
     except (BrokenProcessPool, OSError) as exc:  # no processes here (sandbox, unguarded main script): threads
+        if reading:
+            raise
         import itertools
         import logging
 
@@ -496,6 +504,9 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
         _POOL = None
         leftover = [part for part, _ in pending]
         yield from _hash_parts_in_threads(itertools.chain(leftover, iterator), workers, chunk)
+
+
+_END = object()
 
 
 def hash_images(datas: Part, workers: int = 2, chunk: int = 512) -> HashBatch:
