@@ -166,11 +166,11 @@ def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray,
 
     from fusekit.processes import process_context
 
-    starts = range(0, len(thumbs_a), _CHUNK)
+    cuts = [slice(i, i + _CHUNK) for i in range(0, len(thumbs_a), _CHUNK)]
     try:
         with ProcessPoolExecutor(workers, mp_context=process_context([__name__])) as pool:
-            parts = list(pool.map(_score_chunk, *zip(*[(thumbs_a[i:i + _CHUNK], thumbs_b[i:i + _CHUNK],
-                                                         flags[i:i + _CHUNK], accept_at) for i in starts])))
+            parts = list(pool.map(_score_chunk, [thumbs_a[c] for c in cuts], [thumbs_b[c] for c in cuts],
+                                  [flags[c] for c in cuts], [accept_at] * len(cuts)))
     except (BrokenProcessPool, OSError) as exc:
         import logging
 
