@@ -33,12 +33,12 @@ import yaml
 
 from fusekit import __version__
 from fusekit.errors import ConfigError, UserError
+from fusekit.sources.base import PATH_OPTIONS
 from fusekit.workspace import Workspace, digest, write_json_atomic
 from fusekit.workspace import tree_listing as workspace_tree_listing
 
 RECIPE_KEYS = ("name", "seed", "sources", "crawl", "faces", "dedupe", "balance", "description")
 SOURCE_KEYS = ("name", "source", "variant", "options", "labels")
-PATH_OPTIONS = ("labels",)  # source options that name a file (resolved like `source`)
 STATE_FILE = ".build-state.json"
 
 

@@ -29,7 +29,7 @@ from fusekit.imageio import Rejected, encoded_info, inspect
 from fusekit.manifests import DROP, Manifest, Variant, resolve
 from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
-from fusekit.sources.base import Source
+from fusekit.sources.base import PATH_OPTIONS, Source
 from fusekit.taxonomy import CLASS_ID
 from fusekit.workspace import Workspace, digest, tree_listing, unit_name
 
@@ -298,9 +298,9 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
         "options": config.options,
         "chunk_size": config.chunk_size,
         "fusekit": __version__,
-        # A killed run resumes only over unchanged inputs: the files under the anchor and any file an option names.
-        "inputs": digest([tree_listing(anchor)] + [tree_listing(Path(str(v))) for _, v in sorted(config.options.items())
-                                                   if v and isinstance(v, (str, Path)) and Path(str(v)).exists()]),
+        # A killed run resumes only over unchanged inputs: the files under the anchor and what a path option names.
+        "inputs": digest([tree_listing(anchor)] + [tree_listing(Path(str(config.options[k]))) for k in PATH_OPTIONS
+                                                   if config.options.get(k) and Path(str(config.options[k])).exists()]),
     }
     staging = workspace.stage(unit, fingerprint)
     processor = ChunkProcessor(source, manifest, spec, config.workers)

@@ -64,7 +64,7 @@ def registered_similarity(a: np.ndarray, b: np.ndarray, accept_at: float = np.in
     ``EARLY_REJECT`` there is rejected without the fine step (most false candidates: saves half the time). As the
     score is the better of the two steps, a pair at or above ``accept_at`` after the coarse step is accepted
     without the fine one (the same decision; most copies, about half their time). A fine step that wanders off to
-    an implausible map leaves the coarse score (before 2026-11-23 15:30 it rejected the pair outright).
+    an implausible map leaves the coarse score.
     """
     half = (SIDE // 2, SIDE // 2)
     warp = _ecc(cv2.resize(a, half, interpolation=cv2.INTER_AREA), cv2.resize(b, half, interpolation=cv2.INTER_AREA),

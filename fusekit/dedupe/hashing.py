@@ -501,6 +501,8 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
         import logging
 
         logging.getLogger(__name__).warning("hashing in threads: worker processes failed (%s)", exc)
+        if _POOL is not None:
+            _POOL[1].shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
         _POOL = None
         leftover = [part for part, _ in pending]
         yield from _hash_parts_in_threads(itertools.chain(leftover, iterator), workers, chunk)

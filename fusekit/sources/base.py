@@ -108,6 +108,11 @@ def find_dirs(root: Path, predicate: Any, max_depth: int = 4) -> list[Path]:
     return found
 
 
+# -o options that name a file or folder (FER+ votes, K-drama label CSVs, JAFFE ratings): a recipe resolves them like
+# its sources, and ingest's resume fingerprint lists what they name.
+PATH_OPTIONS = ("labels", "ratings")
+
+
 class Source(ABC):
     """One native layout of one dataset family."""
 
