@@ -307,6 +307,11 @@ def test_confirmation_in_worker_processes_scores_like_one_thread(monkeypatch):
     monkeypatch.setattr(confirm, "PROCESS_MIN", 8)
     monkeypatch.setattr(confirm, "_CHUNK", 10)
     monkeypatch.setattr("fusekit.processes.processes_pay", lambda workers: True)
+    from_processes = []
+    original = confirm._in_processes
+    monkeypatch.setattr(confirm, "_in_processes", lambda *args: from_processes.append(original(*args)) or
+                        from_processes[-1])
     spread = confirm.pair_scores(thumbs[a], thumbs[b], flags, workers=2)
+    assert len(from_processes) == 1 and from_processes[0] is not None  # the processes did score them
     assert np.array_equal(one, spread)
     assert (one[:12] >= confirm.DEFAULT_MIN_SIMILARITY).all() and (one[12:] < confirm.DEFAULT_MIN_SIMILARITY).all()
