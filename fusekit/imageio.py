@@ -92,7 +92,8 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk, CRC included: every PNG's last 12 bytes
 
 
 def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
@@ -117,11 +118,8 @@ def encode_png(pixels: np.ndarray, level: int = 6) -> bytes:
     raw[:, 1:1 + bpp] = rows[:, :bpp]
     np.subtract(rows[:, bpp:], rows[:, :-bpp], out=raw[:, 1 + bpp:])  # uint8 arithmetic wraps mod 256, as PNG wants
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _png_chunk(b"IEND", b""))
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+    return (_PNG_SIGNATURE + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + _IEND)
 
 
 def decode_own_png(data: bytes) -> np.ndarray | None:
