@@ -345,7 +345,7 @@ def test_datasets_lists_affectnet_supported_and_variant_can_be_forced(tmp_path, 
 
 def test_automatic_set_only_on_request_marked_and_kept_apart(tmp_path, capsys):
     root = tmp_path / "AffectNet"
-    names = write_official(root)
+    write_official(root)
     rows = []
     for seed, (name, expression) in enumerate([("auto-happy", 1), ("auto-none", 8)], start=40):
         rel = f"1/{_hex(name)}.jpg"  # the same <int>/<hex> scheme as the manual set: ids must not collide

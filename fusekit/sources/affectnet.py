@@ -185,8 +185,7 @@ class AffectNetOfficial(Source):
                       label_source: str = "dataset") -> Iterator[Record]:
         list_name = path.stem.lower()  # training | validation | automatically_annotated
         split = split or self.spec.splits.get(list_name)
-        counts: Counter[str] = Counter()
-        widths: Counter[int] = Counter()
+        widths: Counter[int] = Counter()  # rows by field count
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
             reader = csv.reader(handle)
             first = next(reader, None)
@@ -200,14 +199,14 @@ class AffectNetOfficial(Source):
             for index, row in enumerate(rows):
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
-                counts["rows"] += 1
                 widths[len(row)] += 1
                 yield self._row_record(path.name, list_name, split, index, row, index_of, images_rel, key_prefix,
                                        label_source)
         main, most = widths.most_common(1)[0] if widths else (0, 0)
-        others = counts["rows"] - most
+        rows_read = sum(widths.values())
+        others = rows_read - most
         layout = f"{main} columns" + (f" ({others:,} rows of another width)" if others else "")
-        self.notes.append(f"{path.name}: {counts['rows']:,} rows, "
+        self.notes.append(f"{path.name}: {rows_read:,} rows, "
                           f"{'header ' + repr(first[0].strip()) if header and first else 'no header'}, {layout}")
 
     def _row_record(self, file_name: str, list_name: str, split: str | None, index: int, row: list[str],
