@@ -10,10 +10,9 @@ that `fusekit status` (which imports ``fusekit.crawl.stage`` for its section) pa
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fusekit import lazy
 
-_EXPORTS = {
+__all__, __getattr__ = lazy.exports(__name__, {
     "Keywords": "fusekit.crawl.keywords",
     "load_keywords": "fusekit.crawl.keywords",
     "CrawlConfig": "fusekit.crawl.stage",
@@ -26,15 +25,4 @@ _EXPORTS = {
     "STANDIN_LABEL": "fusekit.crawl.standin",
     "StandinEngine": "fusekit.crawl.standin",
     "demo_crawl": "fusekit.crawl.standin",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fusekit.crawl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+})

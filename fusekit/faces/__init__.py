@@ -12,10 +12,9 @@ OpenCV, Pillow and the detector modules.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fusekit import lazy
 
-_EXPORTS = {
+__all__, __getattr__ = lazy.exports(__name__, {
     "AlignedFace": "fusekit.faces.pipeline",
     "detect_and_align": "fusekit.faces.pipeline",
     "DEFAULTS": "fusekit.faces.policies",
@@ -28,15 +27,4 @@ _EXPORTS = {
     "FaceCounts": "fusekit.faces.summary",
     "counts": "fusekit.faces.summary",
     "status_lines": "fusekit.faces.summary",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fusekit.faces' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+})

@@ -8,10 +8,9 @@ Names are loaded on first use, so that ``import fusekit.train`` (and the loader'
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fusekit import lazy
 
-_EXPORTS = {
+__all__, __getattr__ = lazy.exports(__name__, {
     "TrainConfig": "fusekit.train.config",
     "PRESETS": "fusekit.train.config",
     "run_train": "fusekit.train.loop",
@@ -25,15 +24,4 @@ _EXPORTS = {
     "MODELS": "fusekit.train.models",
     "status_lines": "fusekit.train.status",
     "run_demo": "fusekit.train.demo",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fusekit.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+})
