@@ -64,11 +64,6 @@ class BalanceReport:
         return sorted({t["dataset"] for t in self.terms if t["non_commercial"]})
 
 
-def _part_files(workspace: Workspace, table: str) -> list[str]:
-    # The same file order as Workspace.read, so a row position in what it reads is a position in these files.
-    return [str(p) for u in workspace.units(table) for p in sorted(workspace.unit_dir(table, u).glob("part-*.parquet"))]
-
-
 def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
     """What balance reads, as (file, size, mtime): equal lists mean unchanged inputs."""
     return workspace.listing("faces") + workspace.listing("decisions")
@@ -82,8 +77,9 @@ class _Inputs:
     stale_decisions: bool = False  # made on another faces listing than the one read now
 
 
-def _read_inputs(workspace: Workspace) -> _Inputs:
-    if not _part_files(workspace, "faces"):
+def _read_inputs(workspace: Workspace, faces_listing: list[list[Any]]) -> _Inputs:
+    """``faces_listing``: ``workspace.listing("faces")``, taken once by the caller."""
+    if not faces_listing:
         raise UserError(f"the workspace {workspace.root} has no faces: run `fusekit ingest NAME --source PATH` "
                         f"(it detects faces) or `fusekit faces` first")
     faces = workspace.read("faces", FACES_SCHEMA, columns=FACE_COLUMNS)
@@ -95,7 +91,7 @@ def _read_inputs(workspace: Workspace) -> _Inputs:
                                columns=["face_id", "decision", "reason", "dup_group", "phash"])
         decision = {r[0]: r[1:] for r in zip(*(table.column(c).to_pylist() for c in table.column_names))}
     made_on = (workspace.unit_info("decisions", "all") or {}).get("faces") if has else None
-    stale = made_on is not None and made_on != digest(workspace.listing("faces"))
+    stale = made_on is not None and made_on != digest(faces_listing)
     return _Inputs(faces, decision, has, stale)
 
 
@@ -272,8 +268,11 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
         shutil.rmtree(stale, ignore_errors=True)
     out = workspace.root / "dataset"
     report = BalanceReport(out=out, classes=list(CLASSES[:config.classes]), config=config)
-    fingerprint = inputs_fingerprint(workspace)
-    inputs = _read_inputs(workspace)
+    # The faces parts are listed once: for the fingerprint, the stale-decisions check and the files the shards are
+    # made from (in the order Workspace.read reads them, so a row position there is a position in these files).
+    faces_listing = workspace.listing("faces")
+    fingerprint = faces_listing + workspace.listing("decisions")
+    inputs = _read_inputs(workspace, faces_listing)
     report.decisions = inputs.has_decisions
     selected = _select(inputs, config, report)
     report.used = selected.num_rows
@@ -288,7 +287,7 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
     from fusekit import progress
 
     with progress.bar(sum(map(len, rows.values())), "balance") as bar:
-        report.shards = write_splits(files=_part_files(workspace, "faces"), rows=rows, cols=cols,
+        report.shards = write_splits(files=[str(workspace.tables / e[0]) for e in faces_listing], rows=rows, cols=cols,
                                      make_row=_row_maker(cols, report.classes, report),
                                      schema=shard_schema(report.classes), folder=built / "data",
                                      max_shard_bytes=config.max_shard_bytes, row_group_bytes=config.row_group_bytes,
