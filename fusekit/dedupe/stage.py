@@ -103,8 +103,10 @@ class DedupeReport:
 
 # -- hashing with a per-unit cache ---------------------------------------------------------------------------------------
 
-def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig) -> tuple[pa.Table, bool]:
-    """The hashes of one faces unit, from the cache when its files and the hash version are unchanged."""
+def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
+                rows: int | None = None) -> tuple[pa.Table, bool]:
+    """The hashes of one faces unit, from the cache when its files and the hash version are unchanged. ``rows``:
+    the unit's face count when the caller has read it (else each part's footer is read for it)."""
     folder = workspace.unit_dir(HASH_TABLE, unit)
     info_path, part = folder / "_unit.json", folder / "part-00000.parquet"
     key = {"hash_version": hashing.HASH_VERSION, "faces": workspace.listing("faces", [unit])}
@@ -122,7 +124,7 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig) -> tuple[
             image = faces.column("image").combine_chunks()
             yield image.flatten()[image.type.get_field_index("bytes")]  # a null image: a null crop
 
-    total = sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
+    total = rows if rows is not None else sum(pq.ParquetFile(path).metadata.num_rows for path in paths)
     batches = hashing.hash_parts(crops(), workers=config.workers, total=total)
     tables = [batch.table(ids[k]) for k, batch in enumerate(batches)]  # part k has been read when batch k comes
     table = pa.concat_tables(tables) if tables else hashing.HASHES_SCHEMA.empty_table()
@@ -149,7 +151,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     metas, hashes = [], []
     for unit in units:
         meta = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=META_COLUMNS)
-        table, cached = unit_hashes(workspace, unit, config)
+        table, cached = unit_hashes(workspace, unit, config, rows=meta.num_rows)
         (report.cached_units if cached else report.hashed_units).append(unit)
         # align cached rows with the faces rows by id (both come from the same files; the join makes it explicit)
         index = pc.index_in(meta.column("id"), table.column("face_id"))
