@@ -62,7 +62,8 @@ def _patterns(bits: int, flips: int) -> np.ndarray:
 
 def mih_pairs(queries: np.ndarray, database: np.ndarray, radius: int, block: int = 1 << 20,
               threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Same result as ``flat_pairs`` (as a set), by multi-index hashing; memory bounded by ``block`` queries.
+    """The pairs ``flat_pairs`` finds, by multi-index hashing, unsorted and some more than once (``range_pairs``
+    sorts and deduplicates); memory bounded by ``block`` queries.
 
     The substrings are searched in parallel threads (numpy releases the GIL in the array operations).
     """
@@ -79,13 +80,8 @@ def mih_pairs(queries: np.ndarray, database: np.ndarray, radius: int, block: int
                                     SUBSTRINGS))
     else:
         results = [_mih_substring(queries, database, radius, flips, sub, block) for sub in SUBSTRINGS]
-    q = _concat([r[0] for r in results])
-    d = _concat([r[1] for r in results])
-    # a pair close in several substrings was found several times
-    if len(q):
-        key = np.unique(q * len(database) + d)
-        q, d = key // len(database), key % len(database)
-    return q, d
+    # a pair close in several substrings comes once per substring: range_pairs sorts and drops the repeats
+    return _concat([r[0] for r in results]), _concat([r[1] for r in results])
 
 
 def _mih_substring(queries: np.ndarray, database: np.ndarray, radius: int, flips: int, substring: tuple[int, int],
