@@ -68,9 +68,10 @@ def _extraction_of(workspace: Workspace, anchor: str | None) -> Path | None:
     """The folder under <workspace>/sources/ an archive was extracted into for ``anchor``, if no unit still left
     in the workspace reads from it."""
     sources = (workspace.root / "sources").resolve()
-    if not anchor or not Path(anchor).resolve().is_relative_to(sources) or Path(anchor).resolve() == sources:
+    where = Path(anchor).resolve() if anchor else sources
+    if where == sources or not where.is_relative_to(sources):
         return None
-    folder = sources / Path(anchor).resolve().relative_to(sources).parts[0]
+    folder = sources / where.relative_to(sources).parts[0]
     for other in workspace.units("images"):
         theirs = (workspace.unit_info("images", other) or {}).get("anchor")
         if theirs and Path(theirs).resolve().is_relative_to(folder):

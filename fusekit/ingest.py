@@ -291,6 +291,7 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     warning = _family_warning(workspace, manifest, spec.name)
     if warning:
         report.warnings.append(warning)
+    named = [Path(str(config.options[k])) for k in PATH_OPTIONS if config.options.get(k)]  # -o labels= etc.
     fingerprint = {
         "dataset": source.dataset_name,
         "variant": spec.name,
@@ -299,8 +300,7 @@ def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
         "chunk_size": config.chunk_size,
         "fusekit": __version__,
         # A killed run resumes only over unchanged inputs: the files under the anchor and what a path option names.
-        "inputs": digest([tree_listing(anchor)] + [tree_listing(Path(str(config.options[k]))) for k in PATH_OPTIONS
-                                                   if config.options.get(k) and Path(str(config.options[k])).exists()]),
+        "inputs": digest([tree_listing(anchor)] + [tree_listing(path) for path in named if path.exists()]),
     }
     staging = workspace.stage(unit, fingerprint)
     processor = ChunkProcessor(source, manifest, spec, config.workers)
