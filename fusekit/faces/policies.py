@@ -25,9 +25,8 @@ import numpy as np
 
 from fusekit.errors import ConfigError
 from fusekit.faces.align import crop_square
-from fusekit.faces.detect import MIN_VIEW, WORK_FACE, Detection
+from fusekit.faces.detect import MIN_VIEW, PYRAMID_FACTOR, WORK_FACE, Detection
 
-PYRAMID_FACTOR = 0.709  # mtcnn's default scale_factor
 POLICIES = ("given_box", "precropped", "full_frame", "crawled")
 MULTI = ("largest_central", "all")
 
