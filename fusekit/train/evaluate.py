@@ -22,8 +22,7 @@ import numpy as np
 
 from fusekit.errors import UserError
 from fusekit.train import runs as runs_mod
-from fusekit.workspace import write_text_atomic
-from fusekit.workspace import write_json_atomic
+from fusekit.workspace import write_json_atomic, write_text_atomic
 
 
 @dataclass
