@@ -291,10 +291,7 @@ class AffectNetNpy(Source):
     dataset: ClassVar[str] = "affectnet"
     variant: ClassVar[str] = "npy"
     priority: ClassVar[int] = 20
-
-    def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
-        super().__init__(anchor, spec, options)
-        self.check_options(by_variant=True)
+    options_taken: ClassVar[tuple[str, ...] | None] = ()
 
     @classmethod
     def find(cls, path: Path) -> Path | None:
@@ -393,10 +390,10 @@ class AffectNetKaggle(Source):
     dataset: ClassVar[str] = "affectnet"
     variant: ClassVar[str] = "kaggle"
     priority: ClassVar[int] = 30
+    options_taken: ClassVar[tuple[str, ...] | None] = ("min_relfcs",)
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        self.check_options(("min_relfcs",), by_variant=True)
         threshold = self.option("min_relfcs", None)
         try:
             self.min_relfcs = None if threshold in (None, "") else float(threshold)
@@ -531,10 +528,10 @@ class AffectNetYolo(Source):
     dataset: ClassVar[str] = "affectnet"
     variant: ClassVar[str] = "yolo"
     priority: ClassVar[int] = 40
+    options_taken: ClassVar[tuple[str, ...] | None] = ()
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        self.check_options(by_variant=True)
         self.names = _yolo_names(anchor)
         self.by_name: dict[str, str | None] = {}
         if self.names is not None:

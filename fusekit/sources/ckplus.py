@@ -148,11 +148,10 @@ class CkPlusSequences(Source):
     dataset = "ckplus"
     variant = "sequences"
     priority = 10
-    OPTIONS = ("peak_frames", "neutral_frames", "include_unlabelled")
+    options_taken = ("peak_frames", "neutral_frames", "include_unlabelled")
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        self.check_options(self.OPTIONS, by_variant=True)
         self.peak_frames = self.count_option("peak_frames", 3)
         self.neutral_frames = self.count_option("neutral_frames", 1)
         self.include_unlabelled = self.bool_option("include_unlabelled", False)
@@ -361,10 +360,10 @@ class CkPlus48(FolderSource):
     dataset = "ckplus"
     variant = "ck48"
     priority = 20
+    options_taken = ()
 
     def __init__(self, anchor: Path, spec: Variant, options: dict[str, Any] | None = None) -> None:
         super().__init__(anchor, spec, options)
-        self.check_options(by_variant=True)
         self._sequences: dict[str, set[str]] = defaultdict(set)
 
     @classmethod
