@@ -115,7 +115,6 @@ def write_splits(*, files: list[str], rows: dict[str, list[PlannedRow]], cols: d
     def bucket_of(split: str, rank: int) -> _Bucket:
         return buckets[(split, rank * n_buckets[split] // len(rows[split]))]
 
-    copies = sum(1 for e in entries if e[3].copy)
     def finish(item: tuple) -> None:
         chunk, data, paths, base, parents, results = item
         made: dict[tuple[int, int], tuple[bytes, list[str]]] = {}
@@ -134,6 +133,7 @@ def write_splits(*, files: list[str], rows: dict[str, list[PlannedRow]], cols: d
             bucket_of(split, rank).add(record, len(blob or b"") + 256)
         progress(len(chunk))
 
+    copies = sum(1 for e in entries if e[3].copy)
     with _executor(workers, copies >= POOL_MIN_COPIES) as pool:
         # One part ahead: its copies are made in the pool while this process files the previous part's rows.
         pending: deque[tuple] = deque()
@@ -166,11 +166,9 @@ def write_splits(*, files: list[str], rows: dict[str, list[PlannedRow]], cols: d
         while pending:
             finish(pending.popleft())
     stats: dict[str, ShardStats] = {}
-    for split in rows:
-        if split not in n_buckets:
-            continue
+    for split, count in n_buckets.items():  # the splits with rows, in the order of ``rows``
         writer = ShardWriter(folder, split, schema, max_shard_bytes, row_group_bytes)
-        for b in range(n_buckets[split]):
+        for b in range(count):
             writer.write(buckets[(split, b)].read_sorted())
         stats[split] = writer.finish()
     staging.rmdir()
