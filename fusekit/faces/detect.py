@@ -72,17 +72,14 @@ Thresholds = tuple[float, float, float]
 Source = tuple[np.ndarray, float, float, float]
 
 
-def _map_boxes(rows: np.ndarray, scale: np.ndarray | float, shift: np.ndarray, landmarks: bool = False) -> np.ndarray:
-    """mtcnn rows (image id, x0, y0, x1, y1, score[, 5 x, 5 y]) mapped by ``v * scale[id] + shift[id]``."""
+def _map_boxes(rows: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """mtcnn rows (image id, x0, y0, x1, y1, score, 5 x, 5 y) mapped by ``v * scale[id] + shift[id]``."""
     rows = np.array(rows, dtype=np.float64)
     ids = rows[:, 0].astype(int)
-    s = (np.broadcast_to(scale, (len(shift),)) if np.ndim(scale) == 0 else np.asarray(scale))[ids][:, None]
+    s = scale[ids][:, None]
     dx, dy = shift[ids, 0:1], shift[ids, 1:2]
-    rows[:, [1, 3]] = rows[:, [1, 3]] * s + dx
-    rows[:, [2, 4]] = rows[:, [2, 4]] * s + dy
-    if landmarks:
-        rows[:, 6:11] = rows[:, 6:11] * s + dx
-        rows[:, 11:16] = rows[:, 11:16] * s + dy
+    rows[:, [1, 3, 6, 7, 8, 9, 10]] = rows[:, [1, 3, 6, 7, 8, 9, 10]] * s + dx
+    rows[:, [2, 4, 11, 12, 13, 14, 15]] = rows[:, [2, 4, 11, 12, 13, 14, 15]] * s + dy
     return rows
 
 
@@ -251,10 +248,9 @@ class MtcnnDetector:
         from fusekit.faces.nms import nms
 
         tf = self._tf
-        pnet, rnet, onet = self._mtcnn.stages
+        _, rnet, onet = self._mtcnn.stages
         p, r, o = thresholds
-        n, height, width = batch.shape[:3]
-        sources = list(sources) if sources is not None else [None] * n
+        sources = list(sources) if sources is not None else [None] * len(batch)
         with tf.device(self.device):
             normalized = tf.convert_to_tensor((batch - 127.5) / 128.0, dtype=tf.float32)
             scale = np.array([s[1] if s is not None else 1.0 for s in sources])
@@ -283,7 +279,7 @@ class MtcnnDetector:
             if not len(boxes):
                 return np.empty((0, 16))
             boxes = nms(boxes, 0.7, "min", initial_sort=True)
-            return _map_boxes(boxes, 1.0 / scale, -shift / scale[:, None], landmarks=True)
+            return _map_boxes(boxes, 1.0 / scale, -shift / scale[:, None])
 
     def _pnet_on_views(self, normalized, threshold: float) -> np.ndarray:  # type: ignore[no-untyped-def]
         """mtcnn's PNet stage on a batch of one shape (its pyramid, its rules), with the vectorised NMS."""
