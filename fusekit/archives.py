@@ -450,7 +450,7 @@ def extract(archive: Path, sources_dir: Path, limits: ExtractLimits | None = Non
             raise
         result.bytes = budget.bytes
         marker = {"archive": str(archive), "members": result.members, "bytes": result.bytes, "skipped": result.skipped}
-        (sources_dir / f"{name}{MARKER_SUFFIX}").write_text(json.dumps(marker, indent=1, sort_keys=True))
+        write_json_atomic(marker, sources_dir / f"{name}{MARKER_SUFFIX}")  # two runs may finish the same one
         try:
             os.replace(temp, final)
         except OSError:
