@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusekit import sources
+from fusekit.archives import MARKER_SUFFIX
 from fusekit.config import IngestConfig
 from fusekit.errors import ConfigError, SourceNotFound
 from fusekit.ingest import IngestReport, run_ingest
@@ -60,6 +61,7 @@ def remove(workspace: Workspace, name: str, variant: str) -> list[str]:
     extracted = _extraction_of(workspace, anchor)
     if extracted is not None:
         shutil.rmtree(extracted, ignore_errors=True)
+        extracted.with_name(extracted.name + MARKER_SUFFIX).unlink(missing_ok=True)  # what archives.extract wrote
         touched.append(f"sources/{extracted.name}")
     return touched
 
