@@ -365,26 +365,24 @@ class MtcnnDetector:
         patches = tf.concat(parts, axis=0)
         return tf.gather(patches, np.argsort(np.concatenate(order)))
 
-    def refine(self, crops: Sequence[np.ndarray], box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+    def refine(self, crops: Sequence[np.ndarray], box: tuple[float, float, float, float]) -> np.ndarray:
         """ONet on the same square ``box`` (x0, y0, x1, y1) of each crop: MTCNN's last stage without the proposal
-        stages, for crops whose face position is known (aligned crops). Returns landmarks (N×5×2) and the regressed
-        boxes (N×4, x0, y0, x1, y1) in crop pixels."""
+        stages, for crops whose face position is known (aligned crops). Returns landmarks (N×5×2) in crop pixels."""
         tf = self._tf
         if not len(crops):
-            return np.zeros((0, 5, 2)), np.zeros((0, 4))
+            return np.zeros((0, 5, 2))
         batch = (np.stack([np.asarray(c, dtype=np.float32) for c in crops]) - 127.5) / 128.0
         h, w = batch.shape[1:3]
         x0, y0, x1, y1 = box
         boxes = np.tile(np.array([[y0 / h, x0 / w, y1 / h, x1 / w]], dtype=np.float32), (len(crops), 1))
         with tf.device(self.device):
             patches = tf.image.crop_and_resize(batch, boxes, np.arange(len(crops), dtype=np.int32), (48, 48))
-            offsets, marks, _ = self._mtcnn.stages[2]._model(patches)
+            _, marks, _ = self._mtcnn.stages[2]._model(patches)
         marks = np.asarray(marks, dtype=np.float64)
-        bw, bh = x1 - x0 + 1, y1 - y0 + 1  # as mtcnn's adjust_landmarks and adjust_bboxes
+        bw, bh = x1 - x0 + 1, y1 - y0 + 1  # as mtcnn's adjust_landmarks
         xs = bw * marks[:, 0:5] + x0 - 1
         ys = bh * marks[:, 5:10] + y0 - 1
-        regressed = np.array([x0, y0, x1, y1]) + np.asarray(offsets, dtype=np.float64) * np.array([bw, bh, bw, bh])
-        return np.stack([xs, ys], axis=2), regressed
+        return np.stack([xs, ys], axis=2)
 
     accepts_sources = True  # detect() takes each view's full-resolution picture for RNet and ONet
 

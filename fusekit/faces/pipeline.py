@@ -205,7 +205,7 @@ def _refine(items: Sequence[Item], chosen: list[list[Detection]], detector: Face
         matrix = align.aligned_matrix(chosen[i][k].landmarks, REFINE_SIZE)
         matrices.append(matrix)
         crops.append(align.warp(items[i].picture.pixels, matrix, REFINE_SIZE))
-    found, _ = second_pass(crops, REFINE_BOX)
+    found = second_pass(crops, REFINE_BOX)
     eyes = align.template(REFINE_SIZE)[:2]
     for (i, k), matrix, marks in zip(jobs, matrices, found):
         # a second estimate far from the template is a failure (occlusion, not a face): keep the first one
