@@ -121,7 +121,7 @@ _CHUNK = 512
 
 
 def _score_chunk(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, accept_at: float) -> list[float]:
-    cv2.setNumThreads(1)  # a worker process: the pool is the parallelism
+    """A chunk of pairs, in a worker process (one OpenCV thread: the pool is the parallelism)."""
     return [_score(a, b, f, accept_at) for a, b, f in zip(thumbs_a, thumbs_b, flags)]
 
 
@@ -160,21 +160,22 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
 
 def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, workers: int,
                   accept_at: float) -> np.ndarray | None:
-    """Scores from a process pool (fusekit's one start-method rule), or None when processes cannot start here."""
-    from concurrent.futures import ProcessPoolExecutor
+    """Scores from the worker pool hashing also uses (``fusekit.processes.worker_pool``: started once a run), or
+    None when processes cannot start here."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from fusekit.processes import process_context
+    from fusekit.processes import discard_pool, worker_pool
 
     cuts = [slice(i, i + _CHUNK) for i in range(0, len(thumbs_a), _CHUNK)]
     try:
-        with ProcessPoolExecutor(workers, mp_context=process_context([__name__])) as pool:
-            parts = list(pool.map(_score_chunk, [thumbs_a[c] for c in cuts], [thumbs_b[c] for c in cuts],
-                                  [flags[c] for c in cuts], [accept_at] * len(cuts)))
+        parts = list(worker_pool(workers, [__name__]).map(
+            _score_chunk, [thumbs_a[c] for c in cuts], [thumbs_b[c] for c in cuts], [flags[c] for c in cuts],
+            [accept_at] * len(cuts)))
     except (BrokenProcessPool, OSError) as exc:
         import logging
 
         logging.getLogger(__name__).warning("confirming in threads: worker processes failed (%s)", exc)
+        discard_pool()
         return None
     return np.asarray([score for part in parts for score in part], np.float32)
 

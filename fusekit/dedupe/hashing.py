@@ -352,46 +352,17 @@ def phash_bits(reduced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # -- spreading the work --------------------------------------------------------------------------------------------------
 
 PROCESS_MIN = 4096  # pictures from which hashing spreads chunks over worker processes
-_POOL: tuple[int, object] | None = None
-
-
-def _worker_init() -> None:
-    """One thread of BLAS and OpenCV per worker: the workers are the parallelism, and two BLAS thread pools
-    spinning on two cores cost more than they give (measured: 10-25% slower)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-    cv2.setNumThreads(1)
 
 
 def _process_pool(workers: int):
-    """One pool of worker processes for the life of this process. ``fork`` (instant, modules already imported)
-    unless TensorFlow is loaded here (its threads must not be forked): then ``forkserver`` (~1-2 s to start; like
-    any multiprocessing start method but fork, it needs a main script guarded by ``if __name__ == "__main__"``)."""
-    global _POOL, _PROBE_W
-    if _POOL is None or _POOL[0] != workers:
-        from concurrent.futures import ProcessPoolExecutor
+    """The shared worker pool (``fusekit.processes.worker_pool``), with the probe weights computed here first so
+    that forked workers inherit them instead of each computing them (~40 ms)."""
+    global _PROBE_W
+    if _PROBE_W is None:
+        _PROBE_W = _probe_weights()
+    from fusekit.processes import worker_pool
 
-        if _PROBE_W is None:  # once here: forked workers inherit it instead of each computing it (~40 ms)
-            _PROBE_W = _probe_weights()
-
-        from fusekit.processes import process_context
-
-        if _POOL is not None:
-            _POOL[1].shutdown()  # type: ignore[attr-defined]
-        _POOL = (workers, ProcessPoolExecutor(workers, mp_context=process_context([__name__]),
-                                              initializer=_worker_init))
-        import atexit
-
-        atexit.register(_shutdown_pool)  # before module teardown, so the pool's threads exit quietly
-    return _POOL[1]
-
-
-def _shutdown_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL[1].shutdown()  # type: ignore[attr-defined]
-        _POOL = None
+    return worker_pool(workers, [__name__])
 
 
 def _concat(parts: Sequence[HashBatch]) -> HashBatch:
@@ -475,7 +446,6 @@ def _hash_parts_in_threads(parts: Iterable[Part], workers: int, chunk: int) -> I
 def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) -> Iterator[HashBatch]:
     from concurrent.futures.process import BrokenProcessPool
 
-    global _POOL
     pending: deque[tuple[Part, list]] = deque()  # parts submitted and not yet yielded (at most two)
     iterator = iter(parts)
     reading = False  # an OSError while reading the input (a vanished file) is the caller's, not the pool's
@@ -501,9 +471,9 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
         import logging
 
         logging.getLogger(__name__).warning("hashing in threads: worker processes failed (%s)", exc)
-        if _POOL is not None:
-            _POOL[1].shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
-        _POOL = None
+        from fusekit.processes import discard_pool
+
+        discard_pool()
         leftover = [part for part, _ in pending]
         yield from _hash_parts_in_threads(itertools.chain(leftover, iterator), workers, chunk)
 
