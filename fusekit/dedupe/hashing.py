@@ -55,7 +55,8 @@ HASHES_SCHEMA = pa.schema(
     ]
 )
 
-_SIGN = np.where(np.arange(HASH_SIZE) % 2 == 1, -1.0, 1.0)  # odd horizontal frequencies flip sign under a mirror
+# odd horizontal frequencies flip sign under a mirror; over the 8x8 low block flattened row by row
+_MIRROR_SIGN = np.tile(np.where(np.arange(HASH_SIZE) % 2 == 1, -1.0, 1.0), HASH_SIZE)
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -279,7 +280,7 @@ def _near_tie(low: np.ndarray) -> np.ndarray:
     picture has exact ties; imagehash's FFT-based DCT and a matrix product round differently there)."""
     scale = np.abs(low).max(axis=1) + 1.0
     out = np.zeros(len(low), bool)
-    for signed in (low, low * np.tile(_SIGN, HASH_SIZE)):
+    for signed in (low, low * _MIRROR_SIGN):
         margin = np.abs(signed - _row_median(signed)).min(axis=1)
         out |= margin <= 1e-8 * scale  # the products' rounding error is ~1e-15 of the scale
     return out
@@ -324,7 +325,7 @@ def _hash_chunk(datas: Sequence[bytes | None]) -> HashBatch:
             fill([i for i, _ in part], pil_resize_stacked(stack, REDUCED, "lanczos"), _thumbnails(stack))
     zero = np.uint64(0)
     phash = np.where(ok, _pack(low), zero)
-    mirror = np.where(ok, _pack(low * np.tile(_SIGN, HASH_SIZE)), zero)
+    mirror = np.where(ok, _pack(low * _MIRROR_SIGN), zero)
     probes = np.where(ok[:, None], probe_hashes(coef), zero)
     return HashBatch(ok, phash, mirror, thumbs, probes, mean, std, sharp)
 
@@ -346,7 +347,7 @@ def phash_bits(reduced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pHash and mirror pHash of (n, 32, 32) uint8 reductions, as uint64 (imagehash's own DCT; for tests)."""
     lows = np.stack([_exact_low(r.astype(np.float64)).reshape(-1) for r in reduced]) if len(reduced) else \
         np.zeros((0, HASH_SIZE * HASH_SIZE))
-    return _pack(lows), _pack(lows * np.tile(_SIGN, HASH_SIZE))
+    return _pack(lows), _pack(lows * _MIRROR_SIGN)
 
 
 # -- spreading the work --------------------------------------------------------------------------------------------------
