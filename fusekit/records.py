@@ -169,6 +169,9 @@ DECISIONS_SCHEMA = pa.schema(
         ("kept_id", pa.string()),  # the group member that was kept
         ("kept_why", pa.string()),  # e.g. "lab dataset before crawl", "larger source face", "official test split"
         ("conflict", pa.bool_()),  # the group's members carry different canonical labels
+        ("flags", pa.list_(pa.string())),  # never null ([] when nothing): what would have removed an official test
+        # member, which is always kept: too_small, blank, dark, blurred, undecodable, exact_duplicate_of:<kept id>,
+        # near_duplicate_of:<kept id>, label_conflict (non-test faces carry [])
         ("phash", pa.string()),  # 16 hex chars, the 64-bit pHash of the aligned grey face
         ("hash_version", pa.string()),  # e.g. "imagehash 4.3.2 phash 8x8"
     ]

@@ -19,7 +19,8 @@ def dedupe(
     min_similarity: float = typer.Option(0.87, "--min-similarity",
                                          help="Confirmation: worst 8x8-block similarity a duplicate needs."),
     keep_order: str = typer.Option("test,tier,face,score", "--keep-order",
-                                   help="Which face a group keeps: comma list of test, tier, face, score."),
+                                   help="Which face a group keeps: comma list of test, tier, face, score (an "
+                                        "official test face always comes first)."),
     conflicts: str = typer.Option("review", "--conflicts",
                                   help="Label-conflict groups: review (default), drop, or keep the chosen face."),
     no_probes: bool = typer.Option(False, "--no-probes", help="Search only plain and mirrored hashes (faster)."),
@@ -28,7 +29,11 @@ def dedupe(
     summary_only: bool = typer.Option(False, "--summary", help="Print the last run's summary and exit."),
     search_method: Optional[str] = typer.Option("auto", "--search", help="auto, flat (faiss) or mih."),
 ) -> None:
-    """Drop low-quality faces and exact and near duplicates across datasets; write the `decisions` table."""
+    """Drop low-quality faces and exact and near duplicates across datasets; write the `decisions` table.
+
+    Official test splits are kept whole: a test member that a filter, a duplicate or a label conflict would remove
+    is kept with `flags` saying why; copies of it in other splits are dropped as test leakage.
+    """
     from fusekit.dedupe import DedupeConfig, render_report, render_summary, run_dedupe
 
     workspace = _workspace()

@@ -34,11 +34,28 @@ def render_report(report: DedupeReport) -> str:
         "duplicate pairs per pair of datasets:",
         pair_matrix_table(report.pair_matrix, report.datasets),
     ]
+    official = official_test_line(report)
+    if official:
+        lines.append(official)
     for ex in report.conflict_examples[:5]:
         lines.append(f"conflict: group {ex['group']} ({ex['size']} faces) labels {', '.join(ex['labels'])}")
     lines.append(f"hashed {len(report.hashed_units)} unit(s), cached {len(report.cached_units)}; "
                  + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items()))
     return "\n".join(lines)
+
+
+def official_test_line(report: DedupeReport) -> str | None:
+    """One line: the official test splits kept whole, per dataset its members and what was flagged, by kind (a face
+    may carry several kinds), e.g. ``fer2013 3,589 (flagged 393: too_small 341, near_duplicate_of 52)``."""
+    if not report.test_members:
+        return None
+    parts = []
+    for dataset, members in report.test_members.items():
+        flagged = report.test_flagged.get(dataset, 0)
+        kinds = sorted(report.test_flags.get(dataset, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        parts.append(f"{dataset} {members:,} (" + (f"flagged {flagged:,}: " + ", ".join(
+            f"{k} {v:,}" for k, v in kinds) if flagged else "none flagged") + ")")
+    return "official test kept whole: " + "; ".join(parts)
 
 
 def summary(workspace: Workspace) -> dict[str, Any] | None:

@@ -4,6 +4,9 @@ Steps: hash each faces unit once (cached in table `dedupe_hashes`, keyed by the 
 version), apply the quality filters, group exact duplicates by the source face's pixel hash, search the pHashes
 (plain, mirrored and re-framed probes) within the Hamming threshold, confirm every candidate pair on the thumbnails,
 join pairs into groups, keep one face per group by the keep policy, flag label conflicts and test leakage.
+An official test member (split "test") is never dropped or sent to review: it is kept, and what would have removed
+it (its quality reason, a duplicate of another test member, a label conflict) goes to its ``flags``; what duplicates
+it outside the test split is dropped as ``test_leakage``.
 Decisions are recomputed as a whole on every run and written as unit `all`, so a rerun after new ingests equals a run
 from scratch and a rerun with other settings reverses earlier decisions. Source files are never opened.
 """
@@ -48,7 +51,7 @@ class DedupeConfig:
     min_contrast: float = 5.0  # grey std below: blank
     min_brightness: float = 25.0  # mean grey below: dark
     min_sharpness: float = 0.15  # Laplacian std / grey std at 64x64 below: blurred
-    keep_order: tuple[str, ...] = ("test", "tier", "face", "score")
+    keep_order: tuple[str, ...] = ("test", "tier", "face", "score")  # "test" always leads (see ``order``)
     tiers: tuple[tuple[str, ...], ...] = groups_mod.DEFAULT_TIERS
     conflicts: str = "review"  # review | drop | keep: what happens to the kept face of a label-conflict group
     search_method: str = "auto"  # auto | flat | mih
@@ -71,7 +74,9 @@ class DedupeConfig:
 
     @property
     def order(self) -> tuple[str, ...]:
-        return tuple(c for c in self.keep_order if c != "id") + ("id",)
+        """The keep order applied: an official test face always comes first (it is never dropped, so a group that
+        holds one keeps a test face and drops its other members as leakage), the smallest id always last."""
+        return ("test",) + tuple(c for c in self.keep_order if c not in ("test", "id")) + ("id",)
 
 
 @dataclass
@@ -94,6 +99,11 @@ class DedupeReport:
     cached_units: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
+    # official test splits, kept whole: per dataset its test members, how many carry flags, and faces per flag kind
+    # (the part before ":", e.g. near_duplicate_of); one face may carry several kinds
+    test_members: dict[str, int] = field(default_factory=dict)
+    test_flagged: dict[str, int] = field(default_factory=dict)
+    test_flags: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -259,7 +269,12 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     reason = quality_reasons(np.fmin(fw, fh), hashed.ok, hashed.mean, hashed.std, hashed.sharpness,
                              min_face=config.min_face, min_contrast=config.min_contrast,
                              min_brightness=config.min_brightness, min_sharpness=config.min_sharpness)
-    live = np.flatnonzero(reason == None)  # noqa: E711
+    is_test = splits == "test"
+    has_quality = reason != None  # noqa: E711
+    # An official test member is kept whatever its quality (flagged below), so it is searched like a good face when
+    # its crop decoded: a copy of it elsewhere is leakage even when the test face itself is small or blurred.
+    live = np.flatnonzero(~has_quality | (is_test & np.asarray(hashed.ok, bool)))
+    flags: list[list[str]] = [[reason[i]] if is_test[i] and has_quality[i] else [] for i in range(n)]
 
     # exact duplicates: equal pixel hashes of the source face (a star of edges per hash)
     ea, eb = _exact_edges(shas, live)
@@ -283,7 +298,6 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     in_group = (sizes[comp] > 1) if n else np.zeros(0, bool)
     group = np.where(in_group, comp, -1)
 
-    is_test = splits == "test"
     group_has_test = np.zeros(len(sizes), bool)
     np.logical_or.at(group_has_test, comp[in_group & is_test], True)
     id_rank = np.empty(n, np.int64)
@@ -329,18 +343,22 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
         for i in idx:
             if i == k:
                 continue
+            kind = "exact_duplicate" if shas[i] is not None and shas[i] == shas[k] else "near_duplicate"
+            if is_test[i]:  # another official test member (the kept face is one: "test" leads the order): stays
+                flags[i].append(f"{kind}_of:{ids[k]}")
+                reason[i] = reason[i] or kind
+                continue
             decision[i] = "drop"
-            if group_has_test[comp[k]] and is_test[k] and not is_test[i]:
-                reason[i] = "test_leakage"
-            elif shas[i] is not None and shas[i] == shas[k]:
-                reason[i] = "exact_duplicate"
-            else:
-                reason[i] = "near_duplicate"
-        if len(labs) > 1 and config.conflicts != "keep":
-            decision[k] = "review" if config.conflicts == "review" else "drop"
-            reason[k] = "label_conflict"
+            reason[i] = "test_leakage" if group_has_test[comp[k]] else kind
+        if len(labs) > 1:
+            for i in idx[is_test[idx]]:
+                flags[i].append("label_conflict")
+                reason[i] = reason[i] or "label_conflict"
+            if not is_test[k] and config.conflicts != "keep":
+                decision[k] = "review" if config.conflicts == "review" else "drop"
+                reason[k] = "label_conflict"
 
-    quality_drop = np.array([r is not None for r in reason], dtype=bool) & ~in_group
+    quality_drop = has_quality & ~in_group & ~is_test
     decision[quality_drop] = "drop"
     for i in np.flatnonzero(~in_group & ~quality_drop):  # a face alone, but its picture carries two emotions
         if len(face_labels[i]) > 1:
@@ -348,9 +366,13 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
             report.conflicts += 1
             if len(report.conflict_examples) < 20:
                 report.conflict_examples.append({"group": ids[i], "labels": sorted(face_labels[i]), "size": 1})
-            if config.conflicts != "keep":
+            if is_test[i]:
+                flags[i].append("label_conflict")
+                reason[i] = reason[i] or "label_conflict"
+            elif config.conflicts != "keep":
                 decision[i] = "review" if config.conflicts == "review" else "drop"
                 reason[i] = "label_conflict"
+    _count_test_flags(report, datasets, is_test, flags)
     report.groups = len(bounds) if len(members) else 0
     report.grouped_faces = int(len(members))
     report.kept = int((decision == "keep").sum())
@@ -360,7 +382,7 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     report.pair_matrix = _pair_matrix(comp[in_group], datasets[in_group])
 
     detail = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(quality_drop):
+    for i in np.flatnonzero(quality_drop | (is_test & has_quality)):  # a test member's reason is its quality one
         detail[i] = _quality_detail(reason[i], i, hashed, fw, fh)
     rows = {
         "face_id": ids, "dataset": datasets, "split": splits, "label": labels, "decision": decision,
@@ -369,9 +391,32 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
                                                   for v, ok in zip(hashed.phash, hashed.ok)], dtype=object),
         "hash_version": np.full(n, hashing.HASH_VERSION, dtype=object),
     }
-    table = pa.Table.from_pydict({k: pa.array(v.tolist(), DECISIONS_SCHEMA.field(k).type) for k, v in rows.items()},
-                                 schema=DECISIONS_SCHEMA)
+    columns = {k: pa.array(v.tolist(), DECISIONS_SCHEMA.field(k).type) for k, v in rows.items()}
+    columns["flags"] = pa.array(flags, DECISIONS_SCHEMA.field("flags").type)
+    table = pa.Table.from_pydict({name: columns[name] for name in DECISIONS_SCHEMA.names}, schema=DECISIONS_SCHEMA)
     return table.take(pc.sort_indices(table, [("face_id", "ascending")]))
+
+
+def flag_kind(flag: str) -> str:
+    """``near_duplicate_of:<id>`` -> ``near_duplicate_of``; other flags are their own kind."""
+    return flag.split(":", 1)[0]
+
+
+def _count_test_flags(report: DedupeReport, datasets: np.ndarray, is_test: np.ndarray,
+                      flags: list[list[str]]) -> None:
+    members: Counter[str] = Counter()
+    flagged: Counter[str] = Counter()
+    kinds: dict[str, Counter[str]] = {}
+    for i in np.flatnonzero(is_test):
+        d = str(datasets[i])
+        members[d] += 1
+        if flags[i]:
+            flagged[d] += 1
+            kinds.setdefault(d, Counter()).update({flag_kind(f) for f in flags[i]})
+    report.test_members = dict(sorted(members.items()))
+    report.test_flagged = {d: flagged[d] for d in report.test_members}
+    report.test_flags = {d: dict(sorted(kinds.get(d, Counter()).items(), key=lambda kv: (-kv[1], kv[0])))
+                         for d in report.test_members}
 
 
 def _quality_detail(reason: str, i: int, h: hashing.HashBatch, fw: np.ndarray, fh: np.ndarray) -> str:
