@@ -139,7 +139,7 @@ FACES_SCHEMA = pa.schema(
         ("size", pa.int32()),  # side of the aligned crop in pixels
         ("aligned", pa.bool_()),  # False: no landmarks, the crop is the (padded) whole image or the given box
         ("policy", pa.string()),  # given_box | precropped | full_frame | crawled
-        ("method", pa.string()),  # detected | given_box | whole_image
+        ("method", pa.string()),  # detected | known_face | given_box | whole_image
         ("box", BOX_STRUCT),  # in source-image pixels (after EXIF orientation)
         ("landmarks", pa.list_(pa.float32(), 10)),  # x, y for LANDMARK_NAMES, source pixels
         ("score", pa.float32()),
@@ -149,6 +149,7 @@ FACES_SCHEMA = pa.schema(
         ("face_width", pa.int32()),  # the source face's size: the box clipped to the image, in source pixels
         ("face_height", pa.int32()),
         ("pixel_sha256", pa.string()),  # sha256 of the source face region's decoded RGB pixels (exact duplicates)
+        ("outside_fraction", pa.float32()),  # share of the crop outside the source picture (constant fill)
         ("detector", pa.string()),  # e.g. "mtcnn 1.0.0 thresholds=0.6,0.7,0.7 min_face=20"
         ("extra", pa.string()),
     ]

@@ -32,7 +32,7 @@ from fusekit.records import FACES_SCHEMA, REJECT_REASONS, REJECTS_SCHEMA
 from fusekit.workspace import Workspace
 
 # Landmarks of a fake face, as fractions of its square: eyes, nose, mouth corners (the template's proportions).
-FRACTIONS = (align.TEMPLATE_112 - [17.0, 10.0]) / [78.0, 99.0]
+FRACTIONS = (align.ARCFACE_112 - [17.0, 10.0]) / [78.0, 99.0]
 
 
 class FakeDetector:
@@ -148,6 +148,58 @@ def test_aligned_crop_puts_landmarks_on_the_template():
         assert np.hypot(*(mapped[:2] - align.template(size)[:2]).T).max() < 0.02 * size
         assert np.hypot(*(mapped - align.template(size)).T).max() < 0.06 * size
         assert align.warp(pixels, matrix, size).shape == (size, size, 3)
+
+
+def test_crops_are_filled_outside_the_picture_never_mirrored_and_the_share_is_recorded():
+    """Issue 13: a crop of a tight 48-px face reached outside the picture and was filled by reflection, painting
+    mirrored eyes and mouths into its border. Now the outside is one constant and ``outside_fraction`` says how much."""
+    image = picture((48, 48), [(0, 0, 48)], mode="L")  # the "face" fills the picture, as in FER-2013
+    face = detect_and_align(image, "precropped", 112, detector=FakeDetector())[0]
+    crop = np.asarray(face.crop)
+    fill = float((crop == align.FILL).mean())
+    assert face.aligned and 0.05 < face.outside_fraction < 0.9
+    assert abs(fill - face.outside_fraction) < 0.03  # the filled pixels are the outside, up to the edge's blend
+    assert ((crop > 0) & (crop < 200)).mean() < 0.03  # nothing but face and fill (mirroring would keep it bright)
+    # the share is exact geometry: a crop inside the picture has none, a crop of a corner three quarters
+    assert align.outside_fraction(align.square_matrix(24, 24, 40, 112), 48, 48, 112) == 0.0
+    assert abs(align.outside_fraction(align.square_matrix(0, 0, 40, 112), 48, 48, 112) - 0.75) < 1e-6
+    mirrored = align.square_matrix(24, 24, 96, 112) @ np.array([[-1, 0, 48], [0, 1, 0], [0, 0, 1]])
+    assert abs(align.outside_fraction(mirrored, 48, 48, 112) - 0.75) < 1e-6
+
+
+class OnetOnly(FakeDetector):
+    """Finds no face in any view, but its ONet gives plausible landmarks (score by brightness) for a known square."""
+
+    def __init__(self, score: float) -> None:
+        super().__init__()
+        self.score, self.onet_calls = score, 0
+
+    def detect(self, views, thresholds):
+        return [[] for _ in super().detect(views, thresholds)]
+
+    def onet(self, crops, box):
+        self.onet_calls += 1
+        x0, y0, x1, y1 = box
+        marks = np.array([x0, y0]) + FRACTIONS * [x1 - x0, y1 - y0]
+        return np.stack([marks] * len(crops)), np.full(len(crops), self.score)
+
+
+def test_precropped_picture_without_a_detection_is_aligned_from_onet_on_the_whole_picture():
+    """Issue 13: 14.5% of real FER-2013 was kept as whole, unaligned pictures because MTCNN's proposal stages found
+    no face in a 48-px crop. The picture is known to be a face: ONet on the picture itself gives its landmarks."""
+    image = picture((48, 48), [(4, 4, 40)], mode="L")
+    detector = OnetOnly(0.9)
+    face = detect_and_align(image, "precropped", 112, detector=detector)[0]
+    assert (face.aligned, face.method, face.score) == (True, "known_face", pytest.approx(0.9))
+    assert detector.onet_calls >= 1
+    # landmarks mapped back to the 48-px picture (the first frame is the whole picture)
+    expected = FRACTIONS * 48
+    assert np.abs(face.landmarks - expected).max() < 3.0
+    # a low ONet score is not a face: the picture is kept whole, as before
+    low = detect_and_align(image, "precropped", 112, detector=OnetOnly(0.1))[0]
+    assert (low.aligned, low.method) == (False, "whole_image")
+    # only pre-cropped pictures: a full frame without a detection is still no face
+    assert detect_and_align(image.resize((200, 200)), "full_frame", 112, detector=OnetOnly(0.9)) == []
 
 
 def test_big_sources_are_area_reduced_before_warping():
@@ -353,14 +405,23 @@ def test_missing_and_corrupt_files_are_rejected_and_missing_ones_retried(tmp_pat
     assert report.units[0].processed == 2 and report.units[0].rejects == {"source_changed": 1}
 
 
-def test_redo_recomputes_and_size_change_redoes(tmp_path):
+def test_redo_recomputes_and_size_change_redoes(tmp_path, monkeypatch):
     ws, _ = ingested(tmp_path, 4)
     run_faces(ws, detector=FakeDetector())
+    rows = read(ws, FACES)
+    assert {json.loads(f["extra"])["crop"] for f in rows} == {align.CROP_VERSION}
+    assert all(f["outside_fraction"] is not None and 0.0 <= f["outside_fraction"] <= 1.0 for f in rows)
     detector = FakeDetector()
     report = run_faces(ws, FacesConfig(redo=True), detector=detector)
     assert report.units[0].processed == 4 and detector.views == 4
     report = run_faces(ws, FacesConfig(size=64), detector=FakeDetector())
     assert report.units[0].processed == 4 and {f["size"] for f in read(ws, FACES)} == {64}
+    # crops framed another way (an older fusekit) are stale: made again
+    import fusekit.faces.stage as stage
+
+    monkeypatch.setattr(stage, "CROP_VERSION", "another framing")
+    report = run_faces(ws, FacesConfig(size=64), detector=FakeDetector())
+    assert report.units[0].processed == 4
 
 
 def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, monkeypatch):

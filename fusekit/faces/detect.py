@@ -368,21 +368,25 @@ class MtcnnDetector:
     def refine(self, crops: Sequence[np.ndarray], box: tuple[float, float, float, float]) -> np.ndarray:
         """ONet on the same square ``box`` (x0, y0, x1, y1) of each crop: MTCNN's last stage without the proposal
         stages, for crops whose face position is known (aligned crops). Returns landmarks (N×5×2) in crop pixels."""
+        return self.onet(crops, box)[0]
+
+    def onet(self, crops: Sequence[np.ndarray], box: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """ONet on the square ``box`` of each (same-size) crop: landmarks (N×5×2, crop pixels) and face scores (N)."""
         tf = self._tf
         if not len(crops):
-            return np.zeros((0, 5, 2))
+            return np.zeros((0, 5, 2)), np.zeros(0)
         batch = (np.stack([np.asarray(c, dtype=np.float32) for c in crops]) - 127.5) / 128.0
         h, w = batch.shape[1:3]
         x0, y0, x1, y1 = box
         boxes = np.tile(np.array([[y0 / h, x0 / w, y1 / h, x1 / w]], dtype=np.float32), (len(crops), 1))
         with tf.device(self.device):
             patches = tf.image.crop_and_resize(batch, boxes, np.arange(len(crops), dtype=np.int32), (48, 48))
-            _, marks, _ = self._mtcnn.stages[2]._model(patches)
+            _, marks, prob = self._mtcnn.stages[2]._model(patches)
         marks = np.asarray(marks, dtype=np.float64)
         bw, bh = x1 - x0 + 1, y1 - y0 + 1  # as mtcnn's adjust_landmarks
         xs = bw * marks[:, 0:5] + x0 - 1
         ys = bh * marks[:, 5:10] + y0 - 1
-        return np.stack([xs, ys], axis=2)
+        return np.stack([xs, ys], axis=2), np.asarray(prob, dtype=np.float64)[:, 1]
 
     accepts_sources = True  # detect() takes each view's full-resolution picture for RNet and ONet
 

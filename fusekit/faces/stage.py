@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from fusekit import __version__
 from fusekit.errors import ConfigError
+from fusekit.faces.align import CROP_VERSION
 from fusekit.faces.decode import Decoded, decode, row_bytes
 from fusekit.faces.detect import FaceDetector, mtcnn_version
 from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
@@ -177,9 +178,10 @@ def _face_row(row: dict[str, Any], index: int, face: AlignedFace, outcome: Outco
         "face_width": face.face_size[0],
         "face_height": face.face_size[1],
         "pixel_sha256": face.pixel_sha256,
+        "outside_fraction": face.outside_fraction,
         "detector": outcome.detector,
         "extra": dumps_extra({"image_sha256": row.get("sha256"), "detections": outcome.found,
-                              "faces_in_image": len(outcome.faces)}),
+                              "faces_in_image": len(outcome.faces), "crop": CROP_VERSION}),
     }
 
 
@@ -317,9 +319,11 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
         table = pq.read_table(path, columns=list(CARRIED))
         columns = [table.column(c).to_pylist() for c in CARRIED]
         for image_id, extra, crop_size in zip(*columns):
-            # a result is current while its picture is unchanged and its crop has the size asked for
-            recorded = json.loads(extra).get("image_sha256") if extra else None
-            same = image_id in sha and (recorded is None or recorded == sha[image_id]) and crop_size == size
+            # a result is current while its picture is unchanged and its crop has the size and framing asked for
+            facts = json.loads(extra) if extra else {}
+            recorded = facts.get("image_sha256")
+            same = (image_id in sha and (recorded is None or recorded == sha[image_id]) and crop_size == size
+                    and facts.get("crop") == CROP_VERSION)
             face_rows.append((image_id, same))
     current: dict[str, bool] = {}
     for image_id, ok in face_rows:  # an image's faces are kept or redone together
