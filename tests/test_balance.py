@@ -91,6 +91,7 @@ def test_hf_features_match_what_datasets_writes():
         **{c: datasets.Value("string") for c in ("label_name", "dataset", "source_id", "subject", "split")},
         "augmented": datasets.Value("bool"), "ops": datasets.List(datasets.Value("string")),
         "parent_id": datasets.Value("string"), "phash": datasets.Value("string"),
+        "flags": datasets.List(datasets.Value("string")),
     })
     ours = shard_schema(classes)
     assert ours.metadata == features.arrow_schema.metadata

@@ -3,7 +3,10 @@ it, balance puts every one of them in the test split with a `flags` column, and 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
+import pyarrow.dataset as pads
 import pytest
 from PIL import Image, ImageOps
 
@@ -92,3 +95,55 @@ def test_a_keep_order_without_test_still_keeps_the_test_face(deduped, tmp_path):
     run_dedupe(ws, DedupeConfig(keep_order=("face", "tier")))  # the mirrored train copy has the larger face
     d = decisions(ws)
     assert d["fer2013/v/t1#0"]["decision"] == "keep" and d["fer2013/v/leak1#0"]["reason"] == "test_leakage"
+
+
+def test_balance_puts_every_official_test_face_in_the_test_split_with_its_flags(deduped):
+    from fusekit.balance import BalanceConfig, run_balance
+    from fusekit.balance.card import summary_lines
+
+    ws, test, _ = deduped
+    report = run_balance(ws, BalanceConfig(weights_only=True, seed=1))
+    files = sorted(str(p) for p in (ws.root / "dataset" / "data").glob("*.parquet"))
+    rows = pads.dataset(files, format="parquet").to_table().to_pylist()
+    in_test = {r["source_id"]: r["flags"] for r in rows if r["split"] == "test"}
+    assert len(in_test) == len(test) and in_test == EXPECTED_FLAGS
+    assert all(r["flags"] == [] for r in rows if r["split"] != "test")
+    assert report.test_members == Counter({"fer2013": 9}) and report.test_flagged == Counter({"fer2013": 6})
+    card = (ws.root / "dataset" / "README.md").read_text()
+    assert "## Official test splits" in card
+    assert "| fer2013 | 9 | 9 | 6 | label_conflict 2, near_duplicate_of 2, blank 1, exact_duplicate_of 1, " \
+           "too_small 1 |" in card
+    assert 'ds.filter(lambda r: not r["flags"])' in card
+    assert any(line.startswith("official test kept whole: fer2013 9 of 9 (flagged 6:")
+               for line in summary_lines(report))
+
+
+def test_balance_keeps_test_members_that_older_decisions_dropped(tmp_path):
+    """Decisions written before this rule (no flags column; a test member dropped as a duplicate, one sent to
+    review) do not take official test members out of the test split: balance keeps them, flagged, and says so."""
+    from fusekit.balance import BalanceConfig, run_balance
+    from fusekit.balance import synthetic as syn
+
+    from fusekit.records import DECISIONS_SCHEMA
+    from fusekit.workspace import digest
+
+    ws = Workspace(tmp_path / "ws")
+    faces = syn.corpus(300, seed=6, distinct_images=300)
+    syn.write_faces(ws, faces)
+    rows = [syn.decision_row(f) for f in faces]
+    for r in rows:
+        del r["flags"]
+    test = [r for r, f in zip(rows, faces) if f["split"] == "test" and f["dataset"] == "fer2013"
+            and f["label"] != "contempt"]
+    assert len(test) >= 3
+    test[0].update(decision="drop", reason="near_duplicate", kept_id=test[1]["face_id"])
+    test[1].update(decision="review", reason="label_conflict")
+    old_schema = DECISIONS_SCHEMA.remove(DECISIONS_SCHEMA.get_field_index("flags"))
+    syn.write_table(ws, "decisions", "all", rows, old_schema, info={"faces": digest(ws.listing("faces"))})
+    report = run_balance(ws, BalanceConfig(weights_only=True))
+    files = sorted(str(p) for p in (ws.root / "dataset" / "data").glob("test-*.parquet"))
+    shard = {r["source_id"]: r["flags"] for r in pads.dataset(files, format="parquet").to_table().to_pylist()}
+    assert shard[test[0]["face_id"]] == [f"near_duplicate_of:{test[1]['face_id']}"]
+    assert shard[test[1]["face_id"]] == ["label_conflict"]
+    assert all(shard[r["face_id"]] == [] for r in test[2:])
+    assert any("older dedupe decisions" in n for n in report.notes)

@@ -40,6 +40,7 @@ def header(report: BalanceReport) -> dict:
         {"name": "augmented", "dtype": "bool"},
         {"name": "ops", "list": "string"},
         *({"name": n, **string} for n in ("parent_id", "phash")),
+        {"name": "flags", "list": "string"},
     ]
     splits = [{"name": HF_SPLIT[s], "num_bytes": st.bytes, "num_examples": st.rows}
               for s, st in report.shards.items()]
@@ -95,12 +96,60 @@ def summary_lines(report: BalanceReport) -> list[str]:
     if report.left_out:
         lines.append("left out: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.left_out.items(),
                                                                                key=lambda kv: (-kv[1], kv[0]))))
+    official = official_test_line(report)
+    if official:
+        lines.append(official)
     lines += [f"note: {n}" for n in report.notes]
     if report.non_commercial:
         lines.append(f"WARNING: non-commercial terms apply (from {', '.join(report.non_commercial)}); see the card")
     lines.append(f"shards: {files} file(s), {size / 1e6:.1f} MB in {report.out / 'data'}")
     lines.append(f"card: {report.out / 'README.md'}; class weights: {report.out / 'class_weights.json'}")
     return lines
+
+
+def _kinds(report: BalanceReport, dataset: str) -> list[tuple[str, int]]:
+    kinds = report.test_flag_kinds.get(dataset, {})
+    return sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def official_test_line(report: BalanceReport) -> str | None:
+    """The terminal's one line on official test splits: per dataset, faces in the test split of all its official
+    test faces, and how many are flagged, by kind (a face may carry several)."""
+    if not report.test_members:
+        return None
+    parts = []
+    for d in sorted(report.test_members):
+        flagged = report.test_flagged[d]
+        parts.append(f"{d} {report.test_used[d]:,} of {report.test_members[d]:,} (" + (
+            f"flagged {flagged:,}: " + ", ".join(f"{k} {v:,}" for k, v in _kinds(report, d)) if flagged
+            else "none flagged") + ")")
+    return "official test kept whole: " + "; ".join(parts)
+
+
+def _official_test_section(report: BalanceReport) -> list[str]:
+    if not report.test_members:
+        return []
+    rows = [[d, report.test_members[d], report.test_used[d], report.test_flagged[d],
+             ", ".join(f"{k} {v:,}" for k, v in _kinds(report, d)) or "-"] for d in sorted(report.test_members)]
+    out = ["## Official test splits", "",
+           "Every member of a source's official test split (as its source names it: FER-2013 PrivateTest, RAF-DB "
+           "test, AffectNet validation, ...) is in the test split, unaltered, so scores stay comparable with the "
+           "literature. What dedupe would have removed (a face too small, blank, dark, blurred or undecodable; a "
+           "duplicate of another member of the same test split, `exact_duplicate_of:<id>` / "
+           "`near_duplicate_of:<id>`; a label conflict) is kept and named in the `flags` column instead (`[]` when "
+           "nothing; a face may carry several)."
+           + (" Copies of test faces in other splits were dropped." if report.decisions else "")
+           + (f" Datasets whose split is redone ({', '.join(report.config.redo_splits)}) have no official test "
+              f"split here." if report.config.redo_splits else ""), "",
+           _table(["source", "official test faces", "in test split", "flagged", "flags (faces per kind)"], rows), ""]
+    missing = sorted(report.test_missing.items())
+    if missing:
+        out += ["Not in the test split: " + ", ".join(f"{d} {n:,} ({why})" for (d, why), n in missing) + ".", ""]
+    out += ["To score on the test split without the flagged faces:", "", "```python",
+            'test = ds["test"].filter(lambda r: not r["flags"])', "```", "",
+            "(For the dataset as a whole: `ds.filter(lambda r: not r[\"flags\"])`.) `fusekit evaluate` reports both "
+            "figures.", ""]
+    return out
 
 
 def render(report: BalanceReport) -> str:
@@ -125,7 +174,8 @@ def render(report: BalanceReport) -> str:
             "Columns: `image` (PNG face crop, aligned where landmarks were found), `label` (class id), `label_name`, "
             "`dataset` (source), `source_id` (fusekit face id; `~augNNN` for an augmented copy), `subject`, `split`, "
             "`augmented`, `ops` (augmentations applied, with parameters), `parent_id` (the face an augmented copy was "
-            "made from), `phash` (64-bit perceptual hash from dedupe).", ""]
+            "made from), `phash` (64-bit perceptual hash from dedupe), `flags` (why dedupe would have removed an official "
+            "test face it kept; see [Official test splits](#official-test-splits)).", ""]
     out += ["## Classes and splits", "",
             _table(["class", "id", *(HF_SPLIT[s] for s in SPLITS if s in report.shards), "total"],
                    [[c, i, *(report.split_counts.get((s, c), 0) for s in SPLITS if s in report.shards),
@@ -151,7 +201,8 @@ def render(report: BalanceReport) -> str:
             "- Faces are linked by picture, by subject (" + ", ".join(k for k, v in GROUP_KEYS.items()
                                                                       if v == "subject")
             + "), by source picture (expw, crawl), by clip (kdrama) and by duplicate group; linked faces never "
-              "straddle two splits. Official faces linked to a higher split (train to test) are left out.",
+              "straddle two splits. Official faces linked to a higher split (train to test) are left out; official "
+              "test faces never are.",
             ]
     if report.carved:
         out.append(f"- Validation was carved from the official training split of {', '.join(report.carved)} "
@@ -162,6 +213,7 @@ def render(report: BalanceReport) -> str:
     if not report.decisions:
         out.append("- **No dedupe decisions were used**: duplicates across sources and splits were not removed.")
     out.append("")
+    out += _official_test_section(report)
     out += ["## Balancing", ""]
     if cfg.weights_only:
         out.append("Training split not resampled (`--weights-only`); use the class weights.")

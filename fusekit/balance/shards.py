@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from fusekit.records import IMAGE_STRUCT
 
 COLUMNS = ("image", "label", "label_name", "dataset", "source_id", "subject", "split", "augmented", "ops",
-           "parent_id", "phash")
+           "parent_id", "phash", "flags")
 
 
 def shard_schema(class_names: Sequence[str]) -> pa.Schema:
@@ -40,6 +40,7 @@ def shard_schema(class_names: Sequence[str]) -> pa.Schema:
         ("ops", pa.list_(pa.string())),
         ("parent_id", pa.string()),
         ("phash", pa.string()),
+        ("flags", pa.list_(pa.string())),  # dedupe's flags of an official test member ([] otherwise)
     ]
     return pa.schema(fields).with_metadata({"huggingface": json.dumps(hf_metadata(class_names))})
 
@@ -59,6 +60,7 @@ def hf_features(class_names: Sequence[str]) -> dict:
         "ops": {"feature": dict(string), "_type": "List"},
         "parent_id": dict(string),
         "phash": dict(string),
+        "flags": {"feature": dict(string), "_type": "List"},
     }
 
 
@@ -160,7 +162,7 @@ class ShardWriter:
 
 def _leaf_columns() -> list[str]:
     return ["image.path", "label", "label_name", "dataset", "source_id", "subject", "split", "augmented",
-            "ops.list.element", "parent_id", "phash"]
+            "ops.list.element", "parent_id", "phash", "flags.list.element"]
 
 
 def _row_sizes(table: pa.Table) -> list[int]:

@@ -7,7 +7,8 @@ faces form a component (connected components of a face-key graph), and a compone
 Official splits are kept: a component holding an official test face is test, else val if it holds an official val
 face, else train if it holds an official train face; faces of the component without an official split follow it.
 Official faces of a lower split that are linked to a higher one (a subject or a duplicate in both train and test)
-would leak, so they are left out and counted. Components with no official face are split by the requested fractions;
+would leak, so they are left out and counted; test is the highest split, so an official test face is never left out
+(a test member linked to a train member stays test, and dedupe has dropped that train member as leakage already). Components with no official face are split by the requested fractions;
 datasets with an official train split but no val have val carved from their train components.
 """
 

@@ -3,6 +3,12 @@
 The stage plans on the small columns only (ids, labels, splits, groups), then streams image bytes from the `faces`
 parts split by split, augmenting copies in a thread pool, into the shard writer. The new `dataset/` folder is built
 beside the old one and swapped in at the end, so a killed run leaves the previous dataset intact.
+
+Official test splits go in whole: every face whose decision is keep is used, dedupe keeps every official test member
+(flagged instead of removed), and a test member that older decisions dropped or sent to review is used all the same,
+flagged from its reason. The only official test faces not in the test split are a class the dataset is not built with
+(contempt with ``--classes 7``) and datasets whose split is redone (``redo_splits``); those are counted on the card.
+Each shard row carries the decisions' ``flags`` (an augmented copy its parent's).
 """
 
 from __future__ import annotations
@@ -51,6 +57,13 @@ class BalanceReport:
     shards: dict[str, ShardStats] = field(default_factory=dict)
     terms: list[dict[str, Any]] = field(default_factory=list)
     carved: list[str] = field(default_factory=list)
+    # official test splits (split "test" in faces, datasets not in redo_splits), per dataset: faces read, faces in the
+    # test split of the shards, flagged ones among those, faces per flag kind, and why any are missing
+    test_members: Counter[str] = field(default_factory=Counter)
+    test_used: Counter[str] = field(default_factory=Counter)
+    test_flagged: Counter[str] = field(default_factory=Counter)
+    test_flag_kinds: dict[str, Counter[str]] = field(default_factory=dict)
+    test_missing: Counter[tuple[str, str]] = field(default_factory=Counter)  # (dataset, reason)
     decisions: bool = False
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -69,10 +82,20 @@ def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
     return workspace.listing("faces") + workspace.listing("decisions")
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    decision: str = "keep"
+    reason: str | None = None
+    group: str | None = None  # dup_group
+    phash: str | None = None
+    kept_id: str | None = None
+    flags: tuple[str, ...] | None = None  # None: decisions written before the flags column
+
+
 @dataclass
 class _Inputs:
     faces: pa.Table  # FACE_COLUMNS, with a `pos` column: row position in the faces parts
-    decision: dict[str, tuple[str, str | None, str | None, str | None]]  # face id -> (decision, reason, group, phash)
+    decision: dict[str, _Verdict]  # face id -> its dedupe decision
     has_decisions: bool
     stale_decisions: bool = False  # made on another faces listing than the one read now
 
@@ -84,12 +107,14 @@ def _read_inputs(workspace: Workspace, faces_listing: list[list[Any]]) -> _Input
                         f"(it detects faces) or `fusekit faces` first")
     faces = workspace.read("faces", FACES_SCHEMA, columns=FACE_COLUMNS)
     faces = faces.append_column("pos", pa.array(np.arange(faces.num_rows, dtype=np.int64)))
-    decision: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+    decision: dict[str, _Verdict] = {}
     has = "all" in workspace.units("decisions")
     if has:
         table = workspace.read("decisions", DECISIONS_SCHEMA, units=["all"],
-                               columns=["face_id", "decision", "reason", "dup_group", "phash"])
-        decision = {r[0]: r[1:] for r in zip(*(table.column(c).to_pylist() for c in table.column_names))}
+                               columns=["face_id", "decision", "reason", "dup_group", "phash", "kept_id", "flags"])
+        for face_id, d, reason, group, phash, kept_id, flags in zip(
+                *(table.column(c).to_pylist() for c in table.column_names)):
+            decision[face_id] = _Verdict(d, reason, group, phash, kept_id, None if flags is None else tuple(flags))
     made_on = (workspace.unit_info("decisions", "all") or {}).get("faces") if has else None
     stale = made_on is not None and made_on != digest(faces_listing)
     return _Inputs(faces, decision, has, stale)
@@ -135,32 +160,68 @@ def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
     return entries
 
 
+def flags_from_reason(reason: str | None, kept_id: str | None) -> tuple[str, ...]:
+    """The flags dedupe gives an official test member today, from the reason older decisions dropped it for."""
+    if reason in ("exact_duplicate", "near_duplicate"):
+        return (f"{reason}_of:{kept_id}",) if kept_id else (reason,)
+    return (reason or "dropped",)
+
+
 def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa.Table:
     """The faces that go into the dataset, sorted by id, with their decision columns."""
+    from fusekit.dedupe.stage import flag_kind
+
     faces = inputs.faces
     report.faces = faces.num_rows
-    keep_rows, dup, phash = [], [], []
+    keep_rows, dup, phash, flag_rows = [], [], [], []
     ids = faces.column("id").to_pylist()
     labels = faces.column("label").to_pylist()
+    datasets = faces.column("dataset").to_pylist()
+    splits = faces.column("split").to_pylist()
     allowed = set(CLASSES[:config.classes])
-    missing = 0
-    for i, (face_id, label) in enumerate(zip(ids, labels)):
+    redo = set(config.redo_splits)
+    missing = overruled = 0
+    for i, (face_id, label, dataset, split) in enumerate(zip(ids, labels, datasets, splits)):
         verdict = inputs.decision.get(face_id)
         if inputs.has_decisions and verdict is None:
             missing += 1
-        decision, reason, group, hashed = verdict or ("keep", None, None, None)
+        verdict = verdict or _Verdict()
+        flags = verdict.flags or ()
+        official_test = split == "test" and dataset not in redo
+        if official_test:
+            report.test_members[dataset] += 1
+        decision = verdict.decision
+        if official_test and decision != "keep":  # decisions from before official test splits were kept whole
+            overruled += 1
+            decision, flags = "keep", flags or flags_from_reason(verdict.reason, verdict.kept_id)
+        if decision == "keep" and flags and not official_test:
+            # a test member of a dataset whose split is redone is not an official test face here: the judgement
+            # its flags record applies (a duplicate frame of a K-drama clip is dropped as any duplicate is)
+            report.left_out[f"dedupe: {flag_kind(flags[0])} (split redone)"] += 1
+            continue
         if decision == "drop":
-            report.left_out[f"dedupe: {reason or 'dropped'}"] += 1
+            report.left_out[f"dedupe: {verdict.reason or 'dropped'}"] += 1
             continue
         if decision == "review" and not config.include_review:
             report.left_out["awaiting review"] += 1
             continue
         if label not in allowed:
-            report.left_out["contempt (--classes 7)" if label == "contempt" else f"label {label!r}"] += 1
+            why = "contempt (--classes 7)" if label == "contempt" else f"label {label!r}"
+            report.left_out[why] += 1
+            if official_test:
+                report.test_missing[(dataset, why)] += 1
             continue
+        if official_test and flags:
+            report.test_flagged[dataset] += 1
+            report.test_flag_kinds.setdefault(dataset, Counter()).update({flag_kind(f) for f in flags})
         keep_rows.append(i)
-        dup.append(group)
-        phash.append(hashed)
+        dup.append(verdict.group)
+        phash.append(verdict.phash)
+        flag_rows.append(list(flags))
+    if overruled:
+        report.notes.append(f"{overruled:,} official test faces were dropped or sent to review by older dedupe "
+                            f"decisions; they are kept in the test split, flagged from their reason (run "
+                            f"`fusekit dedupe` again for today's flags)")
     if not inputs.has_decisions:
         report.notes.append("no decisions table: every face is kept as it is (run `fusekit dedupe` first to drop "
                             "duplicates, low-quality faces and test leaks)")
@@ -176,6 +237,7 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
     table = faces.take(pa.array(keep_rows, type=pa.int64()))
     table = table.append_column("dup_group", pa.array(dup, type=pa.string()))
     table = table.append_column("phash", pa.array(phash, type=pa.string()))
+    table = table.append_column("flags", pa.array(flag_rows, type=pa.list_(pa.string())))
     return table.sort_by("id")
 
 
@@ -193,6 +255,12 @@ def _plan(selected: pa.Table, config: BalanceConfig, report: BalanceReport) -> d
                            keep_official_val=config.keep_official_val, redo=config.redo_splits)
     for reason, count in result.left_out.items():
         report.left_out[f"split leak: {reason.replace('_', ' ')}"] += count
+    redo = set(config.redo_splits)
+    for dataset, official, split in zip(cols["dataset"], cols["split"], result.split):
+        if official == "test" and dataset not in redo:
+            if split != "test":  # splits.py never does this (test is the highest split): a bug, not a choice
+                raise RuntimeError(f"an official test face of {dataset} was assigned to {split}")
+            report.test_used[dataset] += 1
     report.carved = result.carved
     report.notes.extend(result.notes)
     rows: dict[str, list[PlannedRow]] = {s: [] for s in SPLITS}
@@ -241,6 +309,7 @@ def _row_maker(cols: dict[str, list[Any]], classes: list[str], report: BalanceRe
             "ops": ops,
             "parent_id": face_id if copy else None,
             "phash": None if copy else cols["phash"][m],
+            "flags": cols["flags"][m],  # a copy carries its parent's (only training faces are copied: [])
         }
 
     return make
@@ -281,7 +350,8 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
     rows = _plan(selected, config, report)
     report.terms = terms_entries(set(zip(selected.column("dataset").to_pylist(),
                                          selected.column("terms").to_pylist())))
-    cols = {c: selected.column(c).to_pylist() for c in ("id", "pos", "label", "dataset", "subject", "phash")}
+    cols = {c: selected.column(c).to_pylist() for c in ("id", "pos", "label", "dataset", "subject", "phash",
+                                                         "flags")}
     built = workspace.root / f".dataset-{uuid.uuid4().hex}"
     (built / "data").mkdir(parents=True)
     from fusekit import progress
@@ -332,11 +402,24 @@ def _summary_json(report: BalanceReport, fingerprint: list[list[Any]]) -> dict[s
         "faces": report.faces,
         "used": report.used,
         "left_out": dict(sorted(report.left_out.items())),
+        "official_test": official_test_summary(report),
         "target": report.target,
         "decisions": report.decisions,
         "non_commercial": report.non_commercial,
         "inputs": fingerprint,
     }
+
+
+def official_test_summary(report: BalanceReport) -> dict[str, dict[str, Any]]:
+    """Per dataset with an official test split: faces read, in the test split, flagged, by flag kind, missing."""
+    out: dict[str, dict[str, Any]] = {}
+    for dataset in sorted(report.test_members):
+        kinds = report.test_flag_kinds.get(dataset, Counter())
+        out[dataset] = {"members": report.test_members[dataset], "in_test_split": report.test_used[dataset],
+                        "flagged": report.test_flagged[dataset],
+                        "flags": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+                        "missing": {why: n for (d, why), n in sorted(report.test_missing.items()) if d == dataset}}
+    return out
 
 
 def _reasons(counter: Counter[str]) -> str:

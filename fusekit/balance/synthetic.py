@@ -78,7 +78,7 @@ def decision_row(face: dict[str, Any], decision: str = "keep", reason: str | Non
     return {"face_id": face["id"], "dataset": face["dataset"], "split": face["split"], "label": face["label"],
             "decision": decision, "reason": reason, "detail": None, "dup_group": dup_group,
             "kept_id": face["id"] if decision == "keep" else None, "kept_why": None, "conflict": False,
-            "phash": phash, "hash_version": "synthetic"}
+            "flags": [], "phash": phash, "hash_version": "synthetic"}
 
 
 def write_decisions(workspace: Workspace, rows: list[dict[str, Any]]) -> None:
