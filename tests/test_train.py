@@ -31,8 +31,10 @@ def band_image(label: int, seed: int, size: int = 32) -> bytes:
 
 
 def write_shards(root: Path, per_class: dict[str, int] | int = 20, size: int = 32, shards: int = 2,
-                 sources: tuple[str, ...] = ("fer2013", "ckplus")) -> Path:
-    """A dataset folder as `fusekit balance` writes it: data/{split}-{i:05d}-of-{n:05d}.parquet, card, weights."""
+                 sources: tuple[str, ...] = ("fer2013", "ckplus"), flagged: dict[str, list[str]] | None = None) -> Path:
+    """A dataset folder as `fusekit balance` writes it: data/{split}-{i:05d}-of-{n:05d}.parquet, card, weights.
+    ``flagged`` (source id -> flags) adds the `flags` column of today's shards; without it, a dataset written before
+    that column existed."""
     counts = {"train": per_class, "val": max(3, per_class // 4), "test": max(3, per_class // 4)} \
         if isinstance(per_class, int) else per_class
     features = {"image": {"_type": "Image"}, "label": {"_type": "ClassLabel", "names": CLASSES}}
@@ -41,6 +43,7 @@ def write_shards(root: Path, per_class: dict[str, int] | int = 20, size: int = 3
         ("label_name", pa.string()), ("dataset", pa.string()), ("source_id", pa.string()), ("subject", pa.string()),
         ("split", pa.string()), ("augmented", pa.bool_()), ("ops", pa.string()), ("parent_id", pa.string()),
         ("phash", pa.string()),
+        *([("flags", pa.list_(pa.string()))] if flagged is not None else []),
     ], metadata={b"huggingface": json.dumps({"info": {"features": features}}).encode()})
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -54,7 +57,7 @@ def write_shards(root: Path, per_class: dict[str, int] | int = 20, size: int = 3
                 rows.append({"image": {"bytes": band_image(label, seed, size), "path": f"{sid}.png"}, "label": label,
                              "label_name": CLASSES[label], "dataset": sources[i % len(sources)], "source_id": sid,
                              "subject": None, "split": split, "augmented": False, "ops": None, "parent_id": None,
-                             "phash": None})
+                             "phash": None, **({"flags": flagged.get(sid, [])} if flagged is not None else {})})
         rng = np.random.default_rng(len(rows))
         rows = [rows[i] for i in rng.permutation(len(rows))]
         parts = np.array_split(np.arange(len(rows)), shards)
@@ -247,7 +250,39 @@ def test_evaluate_writes_metrics_that_match_its_predictions(trained):
                  "by_source.csv", "per_class.csv", "metrics.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text())["confusion"] == m.confusion.tolist()
+    # a dataset without a flags column (written before it existed): nothing flagged, both figures equal
+    assert (report.has_flags, report.flagged, report.without_flagged.n) == (False, 0, 42)
     assert any("learn: tiny, epoch 6/6, finished" in line and "test acc" in line for line in status_lines(root / "ws"))
+
+
+@pytest.mark.slow
+def test_evaluate_reports_the_test_split_whole_and_without_flagged_faces(trained, tmp_path):
+    """Official test faces that dedupe flagged (kept in the test split) are scored with it, and beside that figure
+    the same scores without them (accuracy, macro-F1, count) in the report, metrics.json and the text."""
+    from fusekit.train import EvalConfig, run_evaluate
+    from fusekit.train.evaluate import compute_metrics, render_eval
+
+    root, _, _ = trained
+    flagged = {f"test-{label}-{i}": (["too_small"] if i == 0 else ["near_duplicate_of:test-0-1", "label_conflict"])
+               for label in range(0, 7, 2) for i in (0, 1)}  # 8 of the 42 test rows
+    data = write_shards(tmp_path / "flagged", per_class=24, size=32, flagged=flagged)
+    report = run_evaluate(root / "ws", EvalConfig(run="learn", data=data, split="test"))
+    assert report.has_flags and report.flagged == 8 and report.metrics.n == 42
+    out = root / "ws" / "runs" / "learn" / "eval" / "test"
+    rows = [r.split(",") for r in (out / "predictions.csv").read_text().splitlines()[1:]]
+    assert sum(bool(r[6]) for r in rows) == 8 and {r[2] for r in rows if r[6]} == set(flagged)
+    classes = report.classes
+    clean = [(classes.index(r[3]), classes.index(r[4])) for r in rows if not r[6]]
+    expected = compute_metrics([t for t, _ in clean], [p for _, p in clean], classes)
+    w = report.without_flagged
+    assert w.n == 34 and w.accuracy == pytest.approx(expected.accuracy) and w.macro_f1 == pytest.approx(expected.macro_f1)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["n"] == 42 and saved["flagged"] == 8 and saved["without_flagged"]["n"] == 34
+    assert saved["without_flagged"]["accuracy"] == pytest.approx(w.accuracy)
+    text = render_eval(report)
+    assert "without flagged" in text and "8 flagged" in text
+    assert any(line.split()[:3] == ["accuracy", f"{report.metrics.accuracy:.4f}", f"{w.accuracy:.4f}"]
+               for line in text.splitlines())
 
 
 @pytest.mark.slow

@@ -4,6 +4,11 @@ Writes ``runs/NAME/eval/<split>/``: metrics.json, per_class.csv, confusion.csv /
 true class, columns = predicted; normalised per true class), the same two as PNG, by_source.csv (accuracy on each
 source dataset's samples alone, e.g. CK+ or FER-2013's test), predictions.csv, and the run's curves.png.
 
+Beside the split as built (official test splits whole, as the literature scores them), the same scores without the
+rows whose ``flags`` are set (official test faces that dedupe would have removed: too small, duplicated inside the
+test split, label conflict): ``without_flagged`` in the report and metrics.json. A dataset written before shards had
+a ``flags`` column has no flagged rows.
+
 Metric conventions (as scikit-learn's defaults): macro-F1 averages the classes that occur in the truth or the
 predictions; balanced accuracy is the mean recall over the classes that occur in the truth; a class never predicted
 has precision 0.
@@ -101,6 +106,9 @@ class EvalReport:
     by_source: dict[str, Metrics] = field(default_factory=dict)
     out_dir: Path | None = None
     files: list[Path] = field(default_factory=list)
+    without_flagged: Metrics | None = None  # the rows whose flags are empty (all rows when no flags column)
+    flagged: int = 0  # rows with flags
+    has_flags: bool = False  # the shards have a flags column
 
 
 def resolve_run(root: Path, name: str | None):
@@ -172,8 +180,11 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
     pred = prob.argmax(axis=1)
     metrics = compute_metrics(truth, pred, classes)
 
-    meta = read_columns(shards.files[config.split], ["dataset", "source_id", "label"])
+    meta = read_columns(shards.files[config.split], ["dataset", "source_id", "label", "flags"])
     sources = meta["dataset"] if len(meta["dataset"]) == len(truth) else ["?"] * len(truth)
+    flags = [list(f or []) for f in meta["flags"]] if len(meta["flags"]) == len(truth) else [[]] * len(truth)
+    has_flags = any("flags" in pq_names(f) for f in shards.files[config.split])
+    clean = np.array([not f for f in flags], bool)
     by_source: dict[str, Metrics] = {}
     if config.by_source:
         names = np.asarray([s or "?" for s in sources])
@@ -182,8 +193,10 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
             by_source[name] = compute_metrics(truth[mask], pred[mask], classes)
 
     out = run.dir / "eval" / config.split
-    report = EvalReport(run.name, config.split, shards.root, ckpt, classes, metrics, by_source, out)
-    report.files = _write(report, prob, truth, pred, sources, meta["source_id"])
+    report = EvalReport(run.name, config.split, shards.root, ckpt, classes, metrics, by_source, out,
+                        without_flagged=compute_metrics(truth[clean], pred[clean], classes),
+                        flagged=int((~clean).sum()), has_flags=has_flags)
+    report.files = _write(report, prob, truth, pred, sources, meta["source_id"], flags)
     history = runs_mod.read_history(run.dir / "history.csv")
     if history:
         from fusekit.train.plots import training_curves
@@ -192,12 +205,22 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
     return report
 
 
+def pq_names(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names
+
+
+def _headline(m: Metrics) -> dict:
+    return {"n": m.n, "accuracy": m.accuracy, "macro_f1": m.macro_f1, "balanced_accuracy": m.balanced_accuracy}
+
+
 def _remap(dataset_classes: Sequence[str], run_classes: Sequence[str]) -> np.ndarray:
     """Dataset label id -> the run's class id, by name (a dataset built with another class list still evaluates)."""
     return np.asarray([run_classes.index(c) if c in run_classes else -1 for c in dataset_classes], np.int64)
 
 
-def _write(report: EvalReport, prob, truth, pred, sources, source_ids) -> list[Path]:
+def _write(report: EvalReport, prob, truth, pred, sources, source_ids, flags) -> list[Path]:
     from fusekit.train.plots import confusion_png
 
     out = report.out_dir
@@ -206,7 +229,9 @@ def _write(report: EvalReport, prob, truth, pred, sources, source_ids) -> list[P
     summary = {"run": report.run, "split": report.split, "data": str(report.data), "checkpoint": str(report.checkpoint),
                "classes": classes, **m.to_dict(),
                "by_source": {k: {kk: v for kk, v in s.to_dict().items() if kk != "confusion"}
-                             for k, s in report.by_source.items()}}
+                             for k, s in report.by_source.items()},
+               "flagged": report.flagged, "has_flags": report.has_flags,
+               "without_flagged": _headline(report.without_flagged) if report.without_flagged else None}
     write_json_atomic(summary, out / "metrics.json")
     files.append(out / "metrics.json")
     rows = [["class", "support", "precision", "recall", "f1"]] + [
@@ -223,10 +248,11 @@ def _write(report: EvalReport, prob, truth, pred, sources, source_ids) -> list[P
         files.append(_csv(out / "by_source.csv", [["source", "n", "accuracy", "balanced_accuracy", "macro_f1"]] + [
             [k, s.n, f"{s.accuracy:.6f}", f"{s.balanced_accuracy:.6f}", f"{s.macro_f1:.6f}"]
             for k, s in report.by_source.items()]))
-    pred_rows = [["row", "source", "source_id", "label", "predicted", "confidence"]]
+    pred_rows = [["row", "source", "source_id", "label", "predicted", "confidence", "flags"]]
     ids = source_ids if len(source_ids) == len(truth) else [None] * len(truth)
     for i in range(len(truth)):
-        pred_rows.append([i, sources[i], ids[i] or "", classes[truth[i]], classes[pred[i]], f"{prob[i].max():.4f}"])
+        pred_rows.append([i, sources[i], ids[i] or "", classes[truth[i]], classes[pred[i]], f"{prob[i].max():.4f}",
+                          ";".join(flags[i])])
     files.append(_csv(out / "predictions.csv", pred_rows))
     return files
 
@@ -243,9 +269,17 @@ def render_eval(report: EvalReport) -> str:
     from fusekit.render import table
 
     m = report.metrics
+    clean = report.without_flagged or m
+    headline = table(["metric", report.split, "without flagged"],
+                     [["accuracy", f"{m.accuracy:.4f}", f"{clean.accuracy:.4f}"],
+                      ["macro-F1", f"{m.macro_f1:.4f}", f"{clean.macro_f1:.4f}"],
+                      ["balanced accuracy", f"{m.balanced_accuracy:.4f}", f"{clean.balanced_accuracy:.4f}"],
+                      ["images", f"{m.n:,}", f"{clean.n:,}"]])
+    note = (f"{report.split} as built (official test splits whole) and without its {report.flagged:,} flagged "
+            f"image(s) (official test faces dedupe would have removed)" if report.has_flags else
+            f"{report.split} as built (this dataset has no flags column: built before flags, nothing flagged)")
     lines = [f"run {report.run} on {report.split} ({m.n:,} images, {report.checkpoint.name})", "",
-             table(["metric", "value"], [["accuracy", f"{m.accuracy:.4f}"], ["macro-F1", f"{m.macro_f1:.4f}"],
-                                         ["balanced accuracy", f"{m.balanced_accuracy:.4f}"]]), "",
+             headline, note, "",
              table(["class", "support", "precision", "recall", "F1"],
                    [[c.name, c.support, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}"]
                     for c in m.per_class if c.support or c.precision])]
