@@ -18,7 +18,7 @@ from fusekit.errors import ConfigError, SourceNotFound
 from fusekit.taxonomy import CLASSES, normalise
 
 DROP = "DROP"  # a label map value: the native label exists but has no canonical class
-FACE_POLICIES = ("given_box", "precropped", "full_frame", "crawled")
+FACE_POLICIES = ("given_box", "precropped", "full_frame", "crawled", "auto")  # auto: chosen per unit by the faces stage
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ def ingest_report(report: IngestReport) -> str:
     return "\n".join(lines)
 
 
+NO_FACE_WARN = 0.05  # a unit losing more than this share to no_face is told which flag would keep them
+
+
 def faces_report(report) -> str:  # noqa: ANN001 - a fusekit.faces.FacesReport (not imported: it pulls in OpenCV)
     """`fusekit faces` summary: per images unit, faces found, aligned, kept unaligned, rejected."""
     if not report.units and not report.removed_units:
@@ -77,6 +80,13 @@ def faces_report(report) -> str:  # noqa: ANN001 - a fusekit.faces.FacesReport (
         if unit.resumed_parts:
             extras.append(f"resumed {unit.resumed_parts} of {unit.parts} parts")
         lines.append(text + (f"; {', '.join(extras)}" if extras else ""))
+        if unit.policy_reason:
+            lines.append(f"  policy {unit.policy}: {unit.policy_reason}")
+        no_face = unit.rejects.get("no_face", 0)
+        if unit.processed and no_face > NO_FACE_WARN * unit.processed:
+            lines.append(f"  warning: {no_face:,} of {unit.processed:,} images ({no_face / unit.processed:.0%}) had no face "
+                         f"under the {unit.policy} policy; if they are face crops, "
+                         f"`fusekit faces --policy {unit.dataset}=precropped` keeps them")
     for unit in report.removed_units:
         lines.append(f"faces {unit.replace('--', '/')}: removed (its images are gone from the workspace)")
     if report.nothing_to_do:

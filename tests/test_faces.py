@@ -340,6 +340,39 @@ def test_run_faces_writes_a_row_per_face_and_rejects_with_reasons(tmp_path):
     assert [(r["reason"], r["stage"], r["source_path"]) for r in rejects] == [("no_face", "faces", "happy/img003.png")]
 
 
+def test_folder_of_face_crops_gets_the_precropped_policy_and_frames_keep_full_frame(tmp_path):
+    """Issue 13: 1,000 real FER-2013 crops ingested as class folders lost 83% to no_face under the folder's fixed
+    full_frame policy. The policy is now chosen per unit from a sample of its pictures, and said why."""
+    from fusekit.render import faces_report
+
+    crops = tmp_path / "crops"
+    for k in range(10):
+        folder = crops / ("happy", "sad")[k % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"c{k}.png").write_bytes(encoded(picture((48, 48), [(3 + k % 3, 4, 40)], mode="L")))
+    ws = Workspace(tmp_path / "ws")
+    run_ingest(ws, IngestConfig(name="folder", source=crops, faces=False))
+    unit = run_faces(ws, detector=FakeDetector()).units[0]
+    assert (unit.policy, unit.faces, unit.rejected) == ("precropped", 10, 0)
+    assert "10 of 10 sampled pictures are face crops" in unit.policy_reason
+    assert {f["policy"] for f in read(ws, FACES)} == {"precropped"}
+    assert "policy precropped: auto: 10 of 10" in faces_report(run_faces(ws, FacesConfig(redo=True),
+                                                                         detector=FakeDetector()))
+    # frames (large pictures, small faces) stay full frames; faceless ones are no_face, and the summary names the flag
+    ws2, _ = ingested(tmp_path / "frames", 8, faceless=(1, 4))
+    report = run_faces(ws2, detector=FakeDetector())
+    unit = report.units[0]
+    assert (unit.policy, unit.faces, unit.rejects["no_face"]) == ("full_frame", 6, 2)
+    assert "only 0 of 8 sampled pictures are face crops" in unit.policy_reason
+    text = faces_report(report)
+    assert "2 of 8 images (25%) had no face under the full_frame policy" in text
+    assert "fusekit faces --policy faces-src=precropped" in text
+    # the user's choice wins over the automatic one
+    unit = run_faces(ws, FacesConfig(redo=True, dataset_policies={"crops": "full_frame"}),
+                     detector=FakeDetector()).units[0]
+    assert (unit.policy, unit.policy_reason) == ("full_frame", "")
+
+
 def test_crawled_policy_keeps_each_face(tmp_path):
     ws, _ = ingested(tmp_path, 6, two_faces=(2, 4))
     run_faces(ws, FacesConfig(dataset_policies={"faces-src": "crawled"}), detector=FakeDetector())
@@ -413,7 +446,7 @@ def test_redo_recomputes_and_size_change_redoes(tmp_path, monkeypatch):
     assert all(f["outside_fraction"] is not None and 0.0 <= f["outside_fraction"] <= 1.0 for f in rows)
     detector = FakeDetector()
     report = run_faces(ws, FacesConfig(redo=True), detector=detector)
-    assert report.units[0].processed == 4 and detector.views == 4
+    assert report.units[0].processed == 4 and detector.views == 4 + 4  # a redo also samples for the auto policy
     report = run_faces(ws, FacesConfig(size=64), detector=FakeDetector())
     assert report.units[0].processed == 4 and {f["size"] for f in read(ws, FACES)} == {64}
     # crops framed another way (an older fusekit) are stale: made again
@@ -444,7 +477,8 @@ def test_a_killed_run_resumes_from_its_finished_parts(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "process_chunk", real)
     detector = FakeDetector()
     report = run_faces(ws, FacesConfig(chunk_size=3), detector=detector)
-    assert report.units[0].resumed_parts == 2 and detector.views == 3 and report.units[0].processed == 9
+    # the automatic policy looks at its sample (all 9 pictures) again and chooses the same; then only the last part
+    assert report.units[0].resumed_parts == 2 and detector.views == 9 + 3 and report.units[0].processed == 9
     whole = Workspace(tmp_path / "ws2")
     run_ingest(whole, IngestConfig(name="folder", source=tmp_path / "faces-src", faces=False))
     run_faces(whole, FacesConfig(chunk_size=3), detector=FakeDetector())

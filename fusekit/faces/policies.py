@@ -28,6 +28,7 @@ from fusekit.faces.align import crop_square
 from fusekit.faces.detect import MIN_VIEW, PYRAMID_FACTOR, WORK_FACE, Detection
 
 POLICIES = ("given_box", "precropped", "full_frame", "crawled")
+AUTO = "auto"  # a unit's policy chosen from what a sample of its pictures looks like (fusekit.faces.stage)
 MULTI = ("largest_central", "all")
 
 
@@ -112,8 +113,8 @@ class FacesConfig:
             if name not in POLICIES:
                 raise ConfigError(f"unknown face policy {name!r}; valid: {', '.join(POLICIES)}")
         for dataset, name in self.dataset_policies.items():
-            if name not in POLICIES:
-                raise ConfigError(f"face policy {name!r} for {dataset} is not one of {', '.join(POLICIES)}")
+            if name not in (*POLICIES, AUTO):
+                raise ConfigError(f"face policy {name!r} for {dataset} is not one of {', '.join((*POLICIES, AUTO))}")
         for name in POLICIES:  # fail now, not in the middle of a run
             self.settings(name)
 
