@@ -150,6 +150,10 @@ FACES_SCHEMA = pa.schema(
         ("face_height", pa.int32()),
         ("pixel_sha256", pa.string()),  # sha256 of the source face region's decoded RGB pixels (exact duplicates)
         ("outside_fraction", pa.float32()),  # share of the crop outside the source picture (constant fill)
+        ("detail_px", pa.float32()),  # the face's shorter side / its enlargement (fusekit.faces.detail); nan: flat
+        # what dedupe's minimum face size is judged on: the picture's shorter side for a dataset distributed as face
+        # crops (a manifest's precropped policy: the benchmark's own resolution), else min(face side, detail_px)
+        ("resolution", pa.float32()),
         ("detector", pa.string()),  # e.g. "mtcnn 1.0.0 thresholds=0.6,0.7,0.7 min_face=20"
         ("extra", pa.string()),
     ]

@@ -3,8 +3,9 @@
 Groups are the connected components of the graph whose edges are exact duplicates (equal pixel_sha256) and near
 duplicates that passed the confirmation; scipy's connected_components does the union-find in compiled code.
 The keep order is a setting: by default a group that holds an official test face keeps it (the test set stays
-comparable; the other members are dropped as leakage), then the dataset tier (lab datasets with manual labels,
-then curated web datasets, then crawled pictures), then the larger source face, then the higher detection score,
+comparable; the other members are dropped as leakage), then a face that passes the quality filters, then the dataset tier (lab datasets with
+manual labels, then curated web datasets, then crawled pictures), then the more detailed source face (its
+``resolution``: an enlarged copy is no more detailed than its original), then the higher detection score,
 then the smallest id, so the choice never depends on reading order.
 """
 
@@ -20,9 +21,10 @@ CRAWL = ("crawl",)
 DEFAULT_TIERS = (LAB, WEB, CRAWL)
 TIER_NAMES = ("lab dataset", "web dataset", "crawled picture")
 UNKNOWN_TIER = 1  # a user's class-folder dataset counts as curated web data
-CRITERIA = ("test", "tier", "face", "score", "id")
+CRITERIA = ("test", "quality", "tier", "face", "score", "id")
 WHY = {
     "test": "official test split",
+    "quality": "passes the quality filters",
     "tier": "{kept} before {other}",
     "face": "larger source face",
     "score": "higher detection score",
@@ -42,10 +44,11 @@ def tier_of(datasets: np.ndarray, tiers: tuple[tuple[str, ...], ...]) -> np.ndar
 
 
 def sort_keys(*, is_test: np.ndarray, tier: np.ndarray, face_area: np.ndarray, score: np.ndarray,
-              id_rank: np.ndarray) -> dict[str, np.ndarray]:
+              id_rank: np.ndarray, bad_quality: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per criterion, an array where smaller is better."""
     return {
         "test": (~is_test).astype(np.int64),
+        "quality": (np.zeros(len(is_test), bool) if bad_quality is None else bad_quality).astype(np.int64),
         "tier": tier,
         "face": -face_area.astype(np.float64),
         "score": -np.nan_to_num(score.astype(np.float64), nan=-1.0),

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 HASH_TABLE = "dedupe_hashes"
 UNIT = "all"
 CONFLICT_POLICIES = ("review", "drop", "keep")
-META_COLUMNS = ["id", "image_id", "dataset", "split", "label", "score", "face_width", "face_height", "pixel_sha256"]
+META_COLUMNS = ["id", "image_id", "dataset", "split", "label", "score", "face_width", "face_height", "pixel_sha256",
+                "resolution"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class DedupeConfig:
     @property
     def order(self) -> tuple[str, ...]:
         """The keep order applied: an official test face always comes first (it is never dropped, so a group that
-        holds one keeps a test face and drops its other members as leakage), the smallest id always last."""
-        return ("test",) + tuple(c for c in self.keep_order if c not in ("test", "id")) + ("id",)
+        holds one keeps a test face and drops its other members as leakage), then a face that passes the quality
+        filters (a group keeps a good face over a small or blurred copy of it), the smallest id always last."""
+        return ("test", "quality") + tuple(c for c in self.keep_order if c not in ("test", "quality", "id")) + ("id",)
 
 
 @dataclass
@@ -266,14 +268,19 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     fw = meta.column("face_width").to_numpy(zero_copy_only=False).astype(np.float64)
     fh = meta.column("face_height").to_numpy(zero_copy_only=False).astype(np.float64)
     score = meta.column("score").to_numpy(zero_copy_only=False).astype(np.float64)
-    reason = quality_reasons(np.fmin(fw, fh), hashed.ok, hashed.mean, hashed.std, hashed.sharpness,
+    # what the minimum face size is judged on (see records.FACES_SCHEMA); faces rows of an older fusekit: the box
+    resolution = meta.column("resolution").to_numpy(zero_copy_only=False).astype(np.float64)
+    resolution = np.where(np.isfinite(resolution), resolution, np.fmin(fw, fh))
+    reason = quality_reasons(resolution, hashed.ok, hashed.mean, hashed.std, hashed.sharpness,
                              min_face=config.min_face, min_contrast=config.min_contrast,
                              min_brightness=config.min_brightness, min_sharpness=config.min_sharpness)
     is_test = splits == "test"
     has_quality = reason != None  # noqa: E711
-    # An official test member is kept whatever its quality (flagged below), so it is searched like a good face when
-    # its crop decoded: a copy of it elsewhere is leakage even when the test face itself is small or blurred.
-    live = np.flatnonzero(~has_quality | (is_test & np.asarray(hashed.ok, bool)))
+    quality_reason = reason.copy()
+    # Every face whose crop decoded is searched, whatever its quality: an enlarged copy of a face too small to keep
+    # must join it (and is then judged with it), and a copy of an official test member is leakage even when the
+    # test face itself is small or blurred (it is kept, flagged below).
+    live = np.flatnonzero(np.asarray(hashed.ok, bool))
     flags: list[list[str]] = [[reason[i]] if is_test[i] and has_quality[i] else [] for i in range(n)]
 
     # exact duplicates: equal pixel hashes of the source face (a star of edges per hash)
@@ -303,8 +310,8 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     id_rank = np.empty(n, np.int64)
     id_rank[np.argsort(ids.astype(str), kind="stable")] = np.arange(n)
     tiers_seen = groups_mod.tier_of(datasets, config.tiers)
-    keys = groups_mod.sort_keys(is_test=is_test, tier=tiers_seen,
-                                face_area=np.nan_to_num(fw * fh), score=score, id_rank=id_rank)
+    keys = groups_mod.sort_keys(is_test=is_test, tier=tiers_seen, face_area=np.nan_to_num(resolution ** 2),
+                                score=score, id_rank=id_rank, bad_quality=has_quality)
     kept, why = groups_mod.choose(group, config.order, keys)
 
     # group facts: id (smallest face id), label conflict, splits spanned
@@ -349,7 +356,14 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
                 reason[i] = reason[i] or kind
                 continue
             decision[i] = "drop"
-            reason[i] = "test_leakage" if group_has_test[comp[k]] else kind
+            if group_has_test[comp[k]]:
+                reason[i] = "test_leakage"
+            elif not has_quality[k]:  # a copy of a good face (whatever its own quality)
+                reason[i] = kind
+            # else: no member passes the quality filters; each is dropped for its own reason
+        if has_quality[k] and not is_test[k]:
+            decision[k] = "drop"  # the group's best face fails the filters: dropped with its own reason
+            continue
         if len(labs) > 1:
             for i in idx[is_test[idx]]:
                 flags[i].append("label_conflict")
@@ -358,7 +372,8 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
                 decision[k] = "review" if config.conflicts == "review" else "drop"
                 reason[k] = "label_conflict"
 
-    quality_drop = has_quality & ~in_group & ~is_test
+    quality_drop = has_quality & (decision == "drop") & (reason == np.asarray(quality_reason, dtype=object))
+    quality_drop |= has_quality & ~in_group & ~is_test
     decision[quality_drop] = "drop"
     for i in np.flatnonzero(~in_group & ~quality_drop):  # a face alone, but its picture carries two emotions
         if len(face_labels[i]) > 1:

@@ -2,7 +2,7 @@
 landmarks.
 
 The template is InsightFace's ArcFace 112×112 template (eyes, nose tip, mouth corners; the de-facto standard for face
-crops) zoomed by ``TEMPLATE_ZOOM`` about (56, 72): the face fills more of the crop, as in the expression benchmarks.
+crops, made mirror-symmetric) zoomed by ``TEMPLATE_ZOOM`` about (55.5, 72): the face fills more of the crop, as in the expression benchmarks.
 At ArcFace's own framing a crop of a 48×48 FER-2013 picture reaches outside it for a median 31% of its area (the
 benchmark's faces are cropped tight: eyes 18 px apart in 48), and whatever a crop takes from outside the picture is
 made up. Zoomed by 1.3 the median is 4% on real FER-2013 (docs/quality.md); the chin below the mouth is cut, the
@@ -23,12 +23,20 @@ ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
 )
+# ... made mirror-symmetric about the crop's flip axis (x = 55.5 in pixel centres, OpenCV's convention; ArcFace's eyes
+# centre on 55.9): a mirrored picture then gives the mirrored crop, which dedupe's mirror hash relies on. Each
+# left/right pair keeps its mean distance and height (a change of at most 0.5 px).
+MIRROR_AXIS = 55.5
+SYMMETRIC_112 = np.array([
+    [MIRROR_AXIS - 17.6186, 51.5989], [MIRROR_AXIS + 17.6186, 51.5989], [MIRROR_AXIS, 71.7366],
+    [MIRROR_AXIS - 14.5903, 92.2848], [MIRROR_AXIS + 14.5903, 92.2848]], dtype=np.float64)
+MIRRORED_POINTS = [1, 0, 2, 4, 3]  # the landmark order of a mirrored face: eyes and mouth corners swap
 TEMPLATE_ZOOM = 1.3
-TEMPLATE_CENTRE = np.array([56.0, 72.0])
-TEMPLATE_112 = TEMPLATE_CENTRE + TEMPLATE_ZOOM * (ARCFACE_112 - TEMPLATE_CENTRE)
+TEMPLATE_CENTRE = np.array([MIRROR_AXIS, 72.0])
+TEMPLATE_112 = TEMPLATE_CENTRE + TEMPLATE_ZOOM * (SYMMETRIC_112 - TEMPLATE_CENTRE)
 FILL = 0  # the value of crop pixels outside the picture
 # Names the framing and fill of the stored crops: faces rows made with another are stale and made again.
-CROP_VERSION = f"template=arcface*{TEMPLATE_ZOOM:g}@56,72 fill={FILL}"
+CROP_VERSION = f"template=arcface-symmetric*{TEMPLATE_ZOOM:g}@55.5,72 fill={FILL} refine=mirror-mean detail=1"
 
 # The eyes weigh more in the fit than the nose and mouth corners. Expressions move the mouth (a smile widens it,
 # surprise drops it) but hardly the eyes; an unweighted fit would shift and scale a face with its expression, and
@@ -39,7 +47,7 @@ LANDMARK_WEIGHTS = np.array([3.0, 3.0, 1.0, 1.0, 1.0])
 # Where an MTCNN face box lands in an ArcFace-aligned 112 crop, on average (measured on the demo photos' faces, see
 # tests/test_faces_quality.py), and so in fusekit's zoomed template: unaligned crops (a given box with no detection)
 # use it so that they frame the face the way aligned crops do.
-ARCFACE_BOX = (17.0, 10.0, 95.0, 109.0)
+ARCFACE_BOX = (16.5, 10.0, 94.5, 109.0)  # measured (17, 10, 95, 109), centred on the mirror axis
 BOX_IN_TEMPLATE = tuple(float(TEMPLATE_CENTRE[i % 2] + TEMPLATE_ZOOM * (v - TEMPLATE_CENTRE[i % 2]))
                         for i, v in enumerate(ARCFACE_BOX))
 

@@ -75,8 +75,10 @@ class PolicySettings:
 DEFAULTS: dict[str, PolicySettings] = {
     # A 48×48 crop padded by 30% per side on a 48-px canvas puts the face at ~25 px: found in every test crop, and
     # the ONet landmarks come from a 48-px patch anyway. ONet threshold 0.7: the face is known to be there.
+    # Refined like every other policy: the mirror-averaged second ONet pass is what makes a mirrored copy's crop
+    # the mirror of the original's (docs/quality.md).
     "precropped": PolicySettings("precropped", thresholds=(0.7, 0.7, 0.7), canvas=48, context=0.3, min_image=16,
-                                 min_face_frac=0.3, refine=False),
+                                 min_face_frac=0.3),
     "given_box": PolicySettings("given_box", thresholds=(0.6, 0.7, 0.7), canvas=96, context=0.5, min_image=8),
     "full_frame": PolicySettings("full_frame", min_face=40, min_face_frac=0.1, min_image=40),
     "crawled": PolicySettings("crawled", min_face=40, min_face_frac=0.08, multi="all", max_faces=10, min_image=40),

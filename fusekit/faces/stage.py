@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -121,6 +122,11 @@ def policy_for(dataset: str, variant: str, config: FacesConfig) -> str:
     for key in (f"{dataset}/{variant}", dataset):
         if key in config.dataset_policies:
             return config.dataset_policies[key]
+    return manifest_policy(dataset, variant)
+
+
+def manifest_policy(dataset: str, variant: str) -> str:
+    """The manifest variant's ``face_policy`` for an images unit (``crawled`` for the crawl)."""
     if dataset == "crawl":
         return "crawled"
     from fusekit.manifests import resolve
@@ -194,6 +200,7 @@ class UnitContext:
     fallback: PolicySettings  # given_box rows without a box are searched like a full frame
     source_root: str | None
     size: int
+    benchmark_crops: bool = False  # the manifest says the pictures are face crops: judged by the picture's size
 
 
 def _reject_row(row: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
@@ -227,10 +234,23 @@ def _face_row(row: dict[str, Any], index: int, face: AlignedFace, outcome: Outco
         "face_height": face.face_size[1],
         "pixel_sha256": face.pixel_sha256,
         "outside_fraction": face.outside_fraction,
+        "detail_px": face.detail_px,
+        "resolution": _resolution(face, picture, ctx),
         "detector": outcome.detector,
         "extra": dumps_extra({"image_sha256": row.get("sha256"), "detections": outcome.found,
                               "faces_in_image": len(outcome.faces), "crop": CROP_VERSION}),
     }
+
+
+def _resolution(face: AlignedFace, picture: Decoded, ctx: UnitContext) -> float:
+    """See the ``resolution`` column (records.FACES_SCHEMA)."""
+    if ctx.policy == "precropped":
+        nominal = float(min(picture.width, picture.height))
+        if ctx.benchmark_crops:
+            return nominal
+    else:
+        nominal = float(min(face.face_size))
+    return nominal if not np.isfinite(face.detail_px) else min(nominal, face.detail_px)
 
 
 def _given_box(row: dict[str, Any]) -> tuple[float, float, float, float] | None:
@@ -554,6 +574,7 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     dataset = info.get("dataset", dataset)
     variant = info.get("variant", variant)
     policy, reason = policy_for(dataset, variant, config), ""
+    benchmark_crops = policy == "precropped" and manifest_policy(dataset, variant) == "precropped"
     if policy == AUTO:
         recorded = workspace.unit_info(FACES, unit) or {}
         carried = plan.keep_faces or plan.keep_rejects
@@ -574,7 +595,7 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     pending = plan.pending
     settings = config.settings(policy)
     ctx = UnitContext(unit, dataset, variant, policy, settings, config.settings("full_frame"),
-                      info.get("source_root"), config.size)
+                      info.get("source_root"), config.size, benchmark_crops)
     fingerprint = {
         "unit": unit,
         "policy": policy,
