@@ -315,3 +315,80 @@ def test_confirmation_in_worker_processes_scores_like_one_thread(monkeypatch):
     assert len(from_processes) == 1 and from_processes[0] is not None  # the processes did score them
     assert np.array_equal(one, spread)
     assert (one[:12] >= confirm.DEFAULT_MIN_SIMILARITY).all() and (one[12:] < confirm.DEFAULT_MIN_SIMILARITY).all()
+
+
+# -- issue 13: the minimum face size is judged on faces.resolution; quality-failing faces join the search --------------
+
+
+def sized(row: dict, *, resolution: float | None) -> dict:
+    """``row`` with its ``resolution`` (faces.resolution: what too_small is judged on; None: a row of an older
+    fusekit, judged by its box)."""
+    return dict(row, resolution=resolution)
+
+
+def test_an_enlarged_copy_of_a_too_small_face_joins_it_and_both_are_too_small(tmp_path):
+    """Issue 13: a small face enlarged 2x passed the size filter by its pixel count, and the small original, left out
+    of the duplicate search, never joined it. Now the filter reads ``resolution`` (the copy's detail is its
+    original's) and every decodable face is searched: the two form one group, and both are dropped too_small."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    base = synthetic.face(1300)
+    rows = [sized(face_row("crawl/bing/t0#0", base, "crawl", None, face=20), resolution=20.0),
+            # the same aligned crop from a 40-px (enlarged) source: other source pixels, detail of ~22 px
+            sized(face_row("crawl/bing/t1#0", base, "crawl", None, face=40, sha="f" * 64), resolution=22.0)]
+    write_faces(ws, "crawl--bing", rows)
+    report = run_dedupe(ws, DedupeConfig())
+    d = decisions(ws)
+    for fid in ("crawl/bing/t0#0", "crawl/bing/t1#0"):
+        assert (d[fid]["decision"], d[fid]["reason"]) == ("drop", "too_small"), fid
+        assert d[fid]["dup_group"] == "crawl/bing/t0#0", fid
+    assert report.groups == 1 and report.kept == 0 and report.dropped == {"too_small": 2}
+
+
+def test_a_good_face_is_kept_over_its_failing_copies_whatever_the_tier(tmp_path):
+    """Issue 13: the keep order is test, quality, then the configured criteria. A crawled face at its own 60 px is
+    kept over a lab dataset's copies of it that fail the size filter (an enlarged one with a bigger box, an exact
+    one); the copies are dropped as duplicates of the good face, not for their own quality."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    base = synthetic.face(1310)
+    good = sized(face_row("crawl/bing/g0#0", base, "crawl", None, face=60), resolution=60.0)
+    near = sized(face_row("kdef/v/g1#0", synthetic.transform(base, "jpeg", np.random.default_rng(13)), "kdef",
+                          "train", face=120), resolution=20.0)  # box 120 px, detail 20 px: an enlargement
+    exact = sized(face_row("kdef/v/g2#0", base, "kdef", "train", face=20), resolution=20.0)
+    write_faces(ws, "crawl--bing", [good])
+    write_faces(ws, "kdef--v", [near, exact])
+    report = run_dedupe(ws, DedupeConfig())
+    d = decisions(ws)
+    assert (d["crawl/bing/g0#0"]["decision"], d["crawl/bing/g0#0"]["reason"]) == ("keep", None)
+    assert d["crawl/bing/g0#0"]["kept_why"] == "passes the quality filters"
+    assert (d["kdef/v/g1#0"]["decision"], d["kdef/v/g1#0"]["reason"]) == ("drop", "near_duplicate")
+    assert (d["kdef/v/g2#0"]["decision"], d["kdef/v/g2#0"]["reason"]) == ("drop", "exact_duplicate")
+    assert {d[f]["kept_id"] for f in d} == {"crawl/bing/g0#0"}
+    assert {d[f]["dup_group"] for f in d} == {"crawl/bing/g0#0"}
+    assert report.groups == 1 and report.kept == 1
+    assert report.dropped == {"near_duplicate": 1, "exact_duplicate": 1}
+    # the configured order comes after quality: face size first still keeps the good face
+    run_dedupe(ws, DedupeConfig(keep_order=("face", "tier")))
+    assert decisions(ws)["crawl/bing/g0#0"]["decision"] == "keep"
+
+
+def test_too_small_reads_resolution_and_falls_back_to_the_box_without_one(tmp_path):
+    """Issue 13: a benchmark's 48-px crop whose detector box is 30 px (resolution 48: judged by the picture) passes
+    the default min_face 32; rows without a resolution (an older fusekit's) are judged by min(face_width,
+    face_height) as before."""
+    ws = Workspace(tmp_path / "ws").ensure()
+    rows = [sized(face_row("fer2013/v/b30#0", synthetic.face(1320), face=30), resolution=48.0),
+            sized(face_row("fer2013/v/s60#0", synthetic.face(1321), face=60), resolution=25.0),
+            sized(face_row("fer2013/v/n20#0", synthetic.face(1322), face=20), resolution=None),
+            sized(face_row("fer2013/v/n40#0", synthetic.face(1323), face=40), resolution=None)]
+    rows[2]["face_height"] = 50  # the shorter side counts
+    write_faces(ws, "fer2013--v", rows)
+    run_dedupe(ws, DedupeConfig())
+    d = decisions(ws)
+    assert {f: (r["decision"], r["reason"]) for f, r in d.items()} == {
+        "fer2013/v/b30#0": ("keep", None), "fer2013/v/s60#0": ("drop", "too_small"),
+        "fer2013/v/n20#0": ("drop", "too_small"), "fer2013/v/n40#0": ("keep", None)}
+    assert ws.read("faces", FACES_SCHEMA).column("resolution").null_count == 2  # stored as null
+    assert all(d[f]["dup_group"] is None for f in d)
+    # min_face is still the setting: at 50 the benchmark crop is too small as well
+    run_dedupe(ws, DedupeConfig(min_face=50))
+    assert decisions(ws)["fer2013/v/b30#0"]["reason"] == "too_small"
