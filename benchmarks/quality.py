@@ -256,6 +256,40 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
                                                    dec.column("reason").to_pylist()) if r)
     print("decisions with a reason (split, decision, reason): " + json.dumps({" ".join(map(str, k)): v
                                                                               for k, v in sorted(reasons.items())}))
+    _borderline_pairs(ws, args)
+
+
+def _borderline_pairs(ws: Path, args: argparse.Namespace) -> None:
+    """The accepted near-duplicate pairs (different source pixels) with the lowest confirmation scores: where a
+    wrong merge would show. Written as a contact sheet of pairs (face, the face it was grouped with) to check by
+    eye."""
+    import pyarrow.compute as pc
+
+    from fusekit.dedupe import confirm, hashing
+
+    dec = _table(ws, "decisions", ["face_id", "kept_id", "reason", "flags", "phash"])
+    rows = [(f, k) for f, k, r, fl in zip(dec.column("face_id").to_pylist(), dec.column("kept_id").to_pylist(),
+                                          dec.column("reason").to_pylist(), dec.column("flags").to_pylist())
+            if k and k != f and (r in ("near_duplicate", "test_leakage") or any("near_duplicate_of" in x for x in fl))]
+    hashes = _table(ws, "dedupe_hashes", ["face_id", "phash", "mirror", "thumb"])
+    index = {f: i for i, f in enumerate(hashes.column("face_id").to_pylist())}
+    thumbs = hashes.column("thumb").to_pylist()
+    ph = hashes.column("phash").to_pylist()
+    mi = hashes.column("mirror").to_pylist()
+    scored = []
+    for face, kept in rows:
+        i, j = index[face], index[kept]
+        a = np.frombuffer(thumbs[j], np.uint8).reshape(64, 64)
+        b = np.frombuffer(thumbs[i], np.uint8).reshape(64, 64)
+        mirrored = bin(mi[i] ^ ph[j]).count("1") < bin(ph[i] ^ ph[j]).count("1")
+        scored.append((confirm._score(a, b, mirrored), face, kept))
+    scored.sort()
+    print(f"near-duplicate pairs accepted (different source pixels): {len(scored):,}; lowest scores: "
+          + ", ".join(f"{s:.3f}" for s, _, _ in scored[:10]))
+    if args.sheet and scored:
+        worst = scored[:100]
+        crops = _crop_images(ws, [x for _, f, k in worst for x in (f, k)])
+        _sheet([crops[x] for _, f, k in worst for x in (f, k)], args.sheet, columns=10)
 
 
 def main(argv: list[str] | None = None) -> None:
