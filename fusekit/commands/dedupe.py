@@ -16,7 +16,7 @@ def dedupe(
     min_contrast: float = typer.Option(5.0, "--min-contrast", help="Drop near-constant faces (grey std below)."),
     min_brightness: float = typer.Option(25.0, "--min-brightness", help="Drop dark faces (mean grey below)."),
     min_sharpness: float = typer.Option(0.15, "--min-sharpness", help="Drop blurred faces (sharpness below)."),
-    min_similarity: float = typer.Option(0.87, "--min-similarity",
+    min_similarity: float = typer.Option(0.82, "--min-similarity",
                                          help="Confirmation: worst 8x8-block similarity a duplicate needs."),
     keep_order: str = typer.Option("test,tier,face,score", "--keep-order",
                                    help="Which face a group keeps: comma list of test, tier, face, score (an "
