@@ -4,10 +4,14 @@ The data never enters the repository (../shared/realdata/SOURCES.md says where t
 Point this script at the unpacked folders, with flags or ``FUSEKIT_REALDATA`` (the folder extract.sh unpacked into:
 ``fer2013/`` with ``train/`` and ``test/``, and ``ck/ck/CK+48/``); without them it says so in one line and exits 0.
 
-    python benchmarks/quality.py align   [--fer DIR] [--ck48 DIR] [--sheet docs/img/fer2013-crops.png]
-    python benchmarks/quality.py copies  [--fer DIR] [--ck48 DIR] [--n 1000] [--sheet FILE]
-    python benchmarks/quality.py pipeline [--fer DIR] [--seed 7]
-    python benchmarks/quality.py all
+    python benchmarks/quality.py align    [--fer DIR] [--ck48 DIR] [--sheets DIR]
+    python benchmarks/quality.py copies   [--fer DIR] [--ck48 DIR] [--n 1000] [--sheets DIR]
+    python benchmarks/quality.py pipeline [--fer DIR] [--seed 7] [--sheets DIR]
+    python benchmarks/quality.py all      [--sheets DIR]
+
+Contact sheets (--sheets DIR): fer2013-crops.png (64 crops), copies-pairs.png, borderline-pairs.png (the 100
+accepted near-duplicate pairs of different source pixels with the lowest scores against the face they were grouped
+with, to check by eye for wrong merges).
 
 ``align``: ingest FER-2013 (Kaggle folders) and CK+48 as distributed, run the faces stage, print the share aligned
 per dataset, the methods, and the outside_fraction of the crops; write a contact sheet of 64 FER-2013 crops.
@@ -100,12 +104,12 @@ def cmd_align(args: argparse.Namespace) -> None:
               f"{aligned[m].sum():,} = {aligned[m].mean():.1%}; methods {dict(methods)}; outside_fraction "
               f"median {np.median(outside[m]):.3f}, p75 {np.percentile(outside[m], 75):.3f}, "
               f"p90 {np.percentile(outside[m], 90):.3f}")
-    if args.sheet:
+    if args.sheets:
         ids = [i for i, d in zip(faces.column("id").to_pylist(), dataset) if d == "fer2013"]
         rng = np.random.default_rng(0)
         chosen = sorted(rng.choice(len(ids), 64, replace=False).tolist())
         crops = _crop_images(work, [ids[k] for k in chosen])
-        _sheet([crops[ids[k]] for k in chosen], args.sheet)
+        _sheet([crops[ids[k]] for k in chosen], args.sheets / "fer2013-crops.png")
 
 
 # -- copies --------------------------------------------------------------------------------------------------------------
@@ -224,13 +228,13 @@ def cmd_copies(args: argparse.Namespace) -> None:
     print(f"groups holding LFW faces: {len(lfw_groups)} ({sum(len(g) for g in lfw_groups)} faces)")
     orig_groups = [g for g in groups.values() if sum(ds_of[m] == "ferorig" for m in g) > 1]
     print(f"groups with two or more originals (FER's own duplicates, or wrong merges): {len(orig_groups)}")
-    if args.sheet and orig_groups:
+    if args.sheets and orig_groups:
         pairs = []
         for g in orig_groups[:100]:
             members = sorted(m for m in g if ds_of[m] == "ferorig")[:2]
             pairs.append(members)
         crops = _crop_images(ws, [m for p in pairs for m in p])
-        _sheet([crops[m] for p in pairs for m in p], args.sheet, columns=10)
+        _sheet([crops[m] for p in pairs for m in p], args.sheets / "copies-pairs.png", columns=10)
 
 
 # -- pipeline ------------------------------------------------------------------------------------------------------------
@@ -286,10 +290,10 @@ def _borderline_pairs(ws: Path, args: argparse.Namespace) -> None:
     scored.sort()
     print(f"near-duplicate pairs accepted (different source pixels): {len(scored):,}; lowest scores: "
           + ", ".join(f"{s:.3f}" for s, _, _ in scored[:10]))
-    if args.sheet and scored:
+    if args.sheets and scored:
         worst = scored[:100]
         crops = _crop_images(ws, [x for _, f, k in worst for x in (f, k)])
-        _sheet([crops[x] for _, f, k in worst for x in (f, k)], args.sheet, columns=10)
+        _sheet([crops[x] for _, f, k in worst for x in (f, k)], args.sheets / "borderline-pairs.png", columns=10)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/fusekit-quality"))
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--sheet", type=Path, default=None)
+    parser.add_argument("--sheets", type=Path, default=None, help="folder for the contact sheets")
     parser.add_argument("--dedupe-args", nargs="*", default=[])
     args = parser.parse_args(argv)
     if not (args.fer / "test").is_dir():

@@ -38,7 +38,8 @@ QUALITY_SIZE = 64
 PROBE_BAND = 24  # probes are computed from the 24x24 lowest DCT frequencies of the 32x32 reduction (see below)
 GROUP = 128  # most pictures per stacked array: OpenCV 5 allows 128 channels (CV_CN_MAX; 512 in OpenCV 4)
 _GROUP_PIXELS = 1 << 17  # and at most this many input pixels, so the float64 passes stay in the cache (1 MiB)
-HASH_VERSION = (f"imagehash {imagehash.__version__} phash {HASH_SIZE}x{HASH_SIZE} +mirror +7 probes (dct{PROBE_BAND}); "
+HASH_VERSION = (f"imagehash {imagehash.__version__} phash {HASH_SIZE}x{HASH_SIZE} +mirror +7 probes +7 mirrored "
+                f"(dct{PROBE_BAND}); "
                 f"thumb {QUALITY_SIZE} bilinear (pillow-exact shrinking, opencv {cv2.__version__} enlarging)")
 # The cache of per-face hashes (table `dedupe_hashes`, one unit per faces unit). Private to dedupe.
 HASHES_SCHEMA = pa.schema(
@@ -47,7 +48,7 @@ HASHES_SCHEMA = pa.schema(
         ("ok", pa.bool_()),  # False: the crop could not be decoded
         ("phash", pa.uint64()),
         ("mirror", pa.uint64()),
-        ("probes", pa.list_(pa.uint64(), 7)),  # pHashes of the re-framed face (PROBES below)
+        ("probes", pa.list_(pa.uint64(), 14)),  # pHashes of the re-framed face (PROBES below), then of its mirror
         ("thumb", pa.binary(QUALITY_SIZE * QUALITY_SIZE)),  # the 64x64 grey reduction (confirmation), uint8
         ("mean", pa.float32()),  # mean grey level, 0..255
         ("std", pa.float32()),  # grey standard deviation (contrast)
@@ -57,6 +58,8 @@ HASHES_SCHEMA = pa.schema(
 
 # odd horizontal frequencies flip sign under a mirror; over the 8x8 low block flattened row by row
 _MIRROR_SIGN = np.tile(np.where(np.arange(HASH_SIZE) % 2 == 1, -1.0, 1.0), HASH_SIZE)
+# ... and over the probes' (picture, vertical, horizontal) band
+_MIRROR_BAND = np.where(np.arange(PROBE_BAND) % 2 == 1, -1.0, 1.0)[None, None, :]
 _BIT_WEIGHTS = (1 << np.arange(63, -1, -1, dtype=np.uint64)).astype(np.uint64)
 
 
@@ -66,7 +69,7 @@ class HashBatch:
     phash: np.ndarray  # uint64 (n,)
     mirror: np.ndarray  # uint64 (n,)
     thumbs: np.ndarray  # uint8 (n, 64, 64): what the confirmation compares
-    probes: np.ndarray  # uint64 (n, len(PROBES))
+    probes: np.ndarray  # uint64 (n, 2 * len(PROBES)): the re-framed face, then the re-framed mirror image
     mean: np.ndarray  # float32 (n,)
     std: np.ndarray
     sharpness: np.ndarray
@@ -76,7 +79,7 @@ class HashBatch:
         thumbs = pa.FixedSizeBinaryArray.from_buffers(
             pa.binary(QUALITY_SIZE * QUALITY_SIZE), n,
             [None, pa.py_buffer(np.ascontiguousarray(self.thumbs).tobytes())])
-        probes = pa.FixedSizeListArray.from_arrays(pa.array(self.probes.reshape(-1), pa.uint64()), len(PROBES))
+        probes = pa.FixedSizeListArray.from_arrays(pa.array(self.probes.reshape(-1), pa.uint64()), 2 * len(PROBES))
         return pa.Table.from_arrays(
             [pa.array(list(face_ids), pa.string()), pa.array(self.ok), pa.array(self.phash, pa.uint64()),
              pa.array(self.mirror, pa.uint64()), probes, thumbs, pa.array(self.mean, pa.float32()),
@@ -326,7 +329,8 @@ def _hash_chunk(datas: Sequence[bytes | None]) -> HashBatch:
     zero = np.uint64(0)
     phash = np.where(ok, _pack(low), zero)
     mirror = np.where(ok, _pack(low * _MIRROR_SIGN), zero)
-    probes = np.where(ok[:, None], probe_hashes(coef), zero)
+    # the mirror image's probes too: a mirrored copy aligned a little differently is found like a turned one
+    probes = np.where(ok[:, None], np.concatenate([probe_hashes(coef), probe_hashes(coef * _MIRROR_BAND)], axis=1), zero)
     return HashBatch(ok, phash, mirror, thumbs, probes, mean, std, sharp)
 
 
@@ -494,7 +498,7 @@ def from_table(table: pa.Table) -> HashBatch:
     arr = table.column("thumb").combine_chunks()
     thumbs = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset * side2:(arr.offset + n) * side2]
     thumbs = thumbs.reshape(n, QUALITY_SIZE, QUALITY_SIZE)
-    probes = table.column("probes").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, len(PROBES))
+    probes = table.column("probes").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, 2 * len(PROBES))
     col = lambda name, dt: table.column(name).to_numpy(zero_copy_only=False).astype(dt)  # noqa: E731
     return HashBatch(col("ok", bool), col("phash", np.uint64), col("mirror", np.uint64), thumbs,
                      probes.astype(np.uint64), col("mean", np.float32), col("std", np.float32),

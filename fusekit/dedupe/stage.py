@@ -218,9 +218,10 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
     codes = hashed.phash[live]
     queries = [codes, hashed.mirror[live]]
     mirrored = [False, True]
-    if config.probes:
+    if config.probes:  # the re-framed face's hashes, then the re-framed mirror image's
+        half = hashed.probes.shape[1] // 2
         queries += [hashed.probes[live, k] for k in range(hashed.probes.shape[1])]
-        mirrored += [False] * hashed.probes.shape[1]
+        mirrored += [False] * half + [True] * half
     n = len(codes)
     q, d = _search_unique(np.concatenate(queries), codes, config)
     owner, kind = q % n, q // n
