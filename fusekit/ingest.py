@@ -25,7 +25,7 @@ import pyarrow as pa
 from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
-from fusekit.imageio import Rejected, encoded_info, inspect
+from fusekit.imageio import Rejected, encoded_info, inspect, max_image_bytes, read_source, text_name
 from fusekit.manifests import DROP, Manifest, Variant, resolve
 from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
@@ -76,9 +76,10 @@ class ChunkProcessor:
         self.blank_mean = float(spec.extra.get("blank_mean_below", 5))
         self.blank_std = float(spec.extra.get("blank_std_below", 2))
         self.dataset = source.dataset_name
+        self.max_bytes = max_image_bytes()  # read here, so that worker processes use the same limit
 
     def _id(self, record: Record) -> str:
-        return f"{self.dataset}/{self.spec.name}/{record.key}"
+        return f"{self.dataset}/{self.spec.name}/{text_name(record.key)}"
 
     def _reject(self, record: Record, reason: str, detail: str = "") -> dict[str, Any]:
         return {
@@ -86,11 +87,11 @@ class ChunkProcessor:
             "stage": "ingest",
             "dataset": self.dataset,
             "variant": self.spec.name,
-            "source_path": record.path,
+            "source_path": _text(record.path),
             "source_row": record.row,
-            "raw_label": record.raw_label,
+            "raw_label": _text(record.raw_label),
             "reason": reason,
-            "detail": detail,
+            "detail": text_name(detail),
         }
 
     def _label(self, record: Record) -> str:
@@ -109,12 +110,8 @@ class ChunkProcessor:
         if record.load is not None:
             return record.load()
         assert record.path is not None, "a record needs a path or a loader"
-        try:
-            return (self.root / record.path).read_bytes()
-        except FileNotFoundError:
-            raise Rejected("missing_file", f"{record.path} does not exist") from None
-        except OSError as exc:
-            raise Rejected("unreadable", f"{record.path}: {exc.strerror or exc}") from None
+        # stat first (a FIFO, socket or device is never opened; a file over the limit never read), then one read
+        return read_source(self.root / record.path, record.path, self.max_bytes)
 
     def process_one(self, record: Record) -> tuple[str, dict[str, Any]]:
         if record.reject:
@@ -137,17 +134,22 @@ class ChunkProcessor:
             return "rejects", self._reject(record, rejected.reason, rejected.detail)
         stored = record.load is not None
         box = record.face_box
+        extra = _text_values(record.extra)
+        source_path = _text(record.path)
+        if source_path != record.path:
+            extra = {**extra, "path_escaped": True}  # a name that is not UTF-8: see imageio.text_name
         return "images", {
             "id": self._id(record),
             "dataset": self.dataset,
             "variant": self.spec.name,
-            "source_path": record.path,
+            "source_path": source_path,
             "source_row": record.row,
-            "image": {"bytes": data if stored else None, "path": record.stored_name if stored else record.path},
+            "image": {"bytes": data if stored else None,
+                      "path": _text(record.stored_name) if stored else source_path},
             "split": record.split,
-            "subject": record.subject,
-            "group": record.group,
-            "raw_label": record.raw_label,
+            "subject": _text(record.subject),
+            "group": _text(record.group),
+            "raw_label": _text(record.raw_label),
             "label": label,
             "label_id": CLASS_ID[label],
             "label_source": record.label_source,
@@ -157,7 +159,7 @@ class ChunkProcessor:
             "sha256": info.sha256,
             "face_box": None if box is None else dict(zip("xywh", map(float, box))),
             "terms": self.spec.terms.id,
-            "extra": dumps_extra(record.extra),
+            "extra": dumps_extra(extra),
         }
 
     def __call__(self, chunk: list[Record]) -> dict[str, pa.Table]:
@@ -175,6 +177,22 @@ class ChunkProcessor:
             "images": pa.Table.from_pylist(rows["images"], schema=IMAGES_SCHEMA),
             "rejects": pa.Table.from_pylist(rows["rejects"], schema=REJECTS_SCHEMA),
         }
+
+
+def _text(value: str | None) -> str | None:
+    """A name or label as Parquet can hold it (``imageio.text_name``: names that are not UTF-8 percent-escaped)."""
+    return None if value is None else text_name(value)
+
+
+def _text_values(value: Any) -> Any:
+    """``extra`` with every string made valid UTF-8 (a class folder's name may not be)."""
+    if isinstance(value, str):
+        return text_name(value)
+    if isinstance(value, dict):
+        return {_text_values(k): _text_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_values(v) for v in value]
+    return value
 
 
 def _run_in_worker(processor: ChunkProcessor, chunk: list[Record]) -> dict[str, pa.Table]:
@@ -221,14 +239,18 @@ def _chunk_runner(processor: ChunkProcessor, source: Source, config: IngestConfi
 
 
 def _dedupe_keys(records: Iterable[Record]) -> Iterator[Record]:
-    """A key seen twice (the same layout extracted twice under one root) becomes a reject, never a second row."""
+    """A key seen twice (the same layout extracted twice under one root) becomes a reject, never a second row.
+
+    Keys are compared as the tables hold them (``imageio.text_name``), so two names that would write one id cannot.
+    """
     seen: set[str] = set()
     for record in records:
-        if record.key in seen:
+        key = text_name(record.key)
+        if key in seen:
             yield Record(key=f"{record.key}#dup", path=record.path, row=record.row, raw_label=record.raw_label,
-                         reject="duplicate_entry", reject_detail=f"the key {record.key!r} was already read")
+                         reject="duplicate_entry", reject_detail=f"the key {key!r} was already read")
             continue
-        seen.add(record.key)
+        seen.add(key)
         yield record
 
 

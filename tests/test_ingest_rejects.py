@@ -105,7 +105,7 @@ def test_missing_and_unreadable_files_and_repeated_keys(tmp_path: Path) -> None:
         Record(key="a", raw_label="happy", path="gone.jpg"),
         Record(key="b", raw_label="happy", path="adir.jpg"),
     ])["rejects"].to_pylist()
-    assert [r["reason"] for r in table] == ["missing_file", "unreadable"]
+    assert [r["reason"] for r in table] == ["missing_file", "not_a_file"]  # a folder is never opened (issue 15)
     from fusekit.ingest import _dedupe_keys
 
     out = list(_dedupe_keys([Record(key="k", path="x"), Record(key="k", path="y")]))
