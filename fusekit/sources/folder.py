@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Iterator
 from fusekit.errors import ConfigError, LayoutNotRecognised, SourceNotFound
 from fusekit.manifests import Variant, all_manifests
 from fusekit.records import Record
-from fusekit.sources.base import (STRAY_DIRS, FolderSource, describe_folder, in_stray_dir, is_image_name,
-                                  stray_reason, walk)
+from fusekit.sources.base import (STRAY_DIRS, FolderSource, WalkStats, describe_folder, in_stray_dir, is_image_name,
+                                  stray_reason, walk_entries)
 from fusekit.taxonomy import normalise
 
 SPLIT_FOLDERS = {
@@ -223,7 +223,9 @@ class ClassFolders(FolderSource):
 
     def _listed_records(self, labels: LabelFile) -> Iterator[Record]:
         own = self._own_files(labels)
-        files = [rel for rel in walk(self.root) if rel not in own]
+        stats = WalkStats()
+        walked = list(walk_entries(self.root, stats=stats))
+        files = [rel for rel, problem, _ in walked if problem is None and rel not in own]
         index = _Index(files, self.root)
         name = labels.path.name
         columns = labels.columns
@@ -280,6 +282,10 @@ class ClassFolders(FolderSource):
                              reject_detail=f"not listed in {name}{said}")
             else:
                 yield Record(key=rel, path=rel, reject="unrecognised_name", reject_detail="not an image file")
+        for rel, problem, detail in walked:  # folders not walked (link loops, unreadable): rejects, not gaps
+            if problem is not None:
+                yield Record(key=rel, path=rel, reject=problem, reject_detail=detail)
+        self.notes.extend(stats.notes())
         if counts["class_folder"]:
             self.notes.append(f"{counts['class_folder']:,} images sit in a class folder that disagrees with {name}; "
                               f"the list wins (extra.class_folder, extra.folder_disagrees)")
