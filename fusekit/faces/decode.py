@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from fusekit.imageio import Rejected, open_image, sha256_hex
+from fusekit.imageio import Rejected, find_stored, open_image, read_source, sha256_hex
 
 GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -36,11 +35,18 @@ class Decoded:
         return int(self.pixels.shape[0])
 
 
+_last_read: tuple[str, str, bytes] | None = None  # (full path, sha256, bytes) of the last file read
+
+
 def row_bytes(row: dict[str, Any], source_root: str | None) -> bytes:
     """The encoded image of an `images` row: its stored bytes, else its file under the unit's source root.
 
-    A file that changed since ingest (its sha256 differs) is rejected: its label may no longer belong to it.
+    The file is found from the stored name (``imageio.find_stored``: a name that is not UTF-8 was percent-escaped),
+    read as ingest reads it (``imageio.read_source``: a regular file within the size limit, once), and the last file
+    read is remembered, so several faces rows of one picture (ExpW) read it once. A file that changed since ingest
+    (its sha256 differs) is rejected: its label may no longer belong to it.
     """
+    global _last_read
     image = row.get("image") or {}
     data = image.get("bytes")
     if data is not None:
@@ -48,16 +54,21 @@ def row_bytes(row: dict[str, Any], source_root: str | None) -> bytes:
     path = image.get("path") or row.get("source_path")
     if not path or not source_root:
         raise Rejected("missing_file", "the images row has neither stored bytes nor a file path")
-    full = Path(source_root) / path
-    try:
-        data = full.read_bytes()
-    except FileNotFoundError:
-        raise Rejected("missing_file", f"{path} does not exist under {source_root}") from None
-    except OSError as exc:
-        raise Rejected("unreadable", f"{path}: {exc.strerror or exc}") from None
+    full = find_stored(source_root, path)
     expected = row.get("sha256")
-    if expected and sha256_hex(data) != expected:
+    last = _last_read
+    if last is not None and expected and last[0] == str(full) and last[1] == expected:
+        return last[2]
+    try:
+        data = read_source(full, path)
+    except Rejected as rejected:
+        if rejected.reason == "missing_file" and "broken" not in rejected.detail:
+            raise Rejected("missing_file", f"{path} does not exist under {source_root}") from None
+        raise
+    digest = sha256_hex(data)
+    if expected and digest != expected:
         raise Rejected("source_changed", f"{path} changed since it was ingested; ingest the dataset again")
+    _last_read = (str(full), digest, data)
     return data
 
 
