@@ -1,12 +1,14 @@
 """The `fusekit` command line: parse options, build a config, call `fusekit.api`, print the report.
 
 No pipeline logic lives here. Errors are rendered once, in `main`: a user's mistake prints one line and exits 2,
-a failure of ours exits 1, and the traceback is shown only with --debug.
+as does a fault of the machine (a full disk, permission denied, a file where a folder belongs: see
+`fusekit.errors.environment_message`); a failure of ours exits 1, and the traceback is shown only with --debug.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -33,6 +35,13 @@ def _workspace():
     from fusekit.workspace import Workspace
 
     return Workspace(_state["workspace"])
+
+
+def _workspace_root() -> Path:
+    """The workspace folder asked for, without opening it (for error messages)."""
+    from fusekit.workspace import DEFAULT_WORKSPACE
+
+    return Path(_state["workspace"] or os.environ.get("FUSEKIT_WORKSPACE") or DEFAULT_WORKSPACE).resolve()
 
 
 def _echo(text: str) -> None:
@@ -174,7 +183,7 @@ def _framework_exit(exc: Exception) -> int | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app and render errors in one place."""
-    from fusekit.errors import FusekitError
+    from fusekit.errors import FusekitError, environment_message
 
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
@@ -191,6 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         code = _framework_exit(exc)
+        if code is None and (message := environment_message(exc, _workspace_root())) is not None:
+            if debug:  # a full disk, permissions, a file in the way: the machine's fault, said with the remedy
+                raise
+            typer.echo(f"Error: {message}", err=True)
+            code = 2
         if code is None:
             if debug:
                 raise
