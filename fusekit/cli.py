@@ -111,18 +111,33 @@ def ingest(
     no_faces: bool = typer.Option(False, "--no-faces", help="Do not run face detection afterwards."),
     chunk_size: int = typer.Option(2048, "--chunk-size", help="Rows per part file (the unit of resume)."),
     workers: int = typer.Option(2, "--workers", help="Decode threads."),
+    max_extract_bytes: Optional[str] = typer.Option(
+        None, "--max-extract-bytes", metavar="SIZE",
+        help="An archive --source may unpack to at most this much, e.g. 200G [default: 512G, or "
+             "$FUSEKIT_ARCHIVE_MAX_BYTES; always within the free disk space]."),
+    max_extract_ratio: Optional[float] = typer.Option(
+        None, "--max-extract-ratio", metavar="N",
+        help="No archive member, and not the archive as a whole, may inflate to more than N times its compressed "
+             "size (a decompression bomb) [default: 100, or $FUSEKIT_ARCHIVE_MAX_RATIO]."),
+    max_members: Optional[int] = typer.Option(
+        None, "--max-members", metavar="N",
+        help="An archive --source may hold at most N members [default: 2,000,000, or $FUSEKIT_ARCHIVE_MAX_MEMBERS]."),
 ) -> None:
     """Read a dataset in its native layout into the workspace."""
     from fusekit import api, render
+    from fusekit.archives import ExtractLimits, parse_size
     from fusekit.config import IngestConfig
 
+    limits = ExtractLimits.from_env().overridden(  # the flags win over the environment
+        max_bytes=parse_size(max_extract_bytes, "--max-extract-bytes") if max_extract_bytes is not None else None,
+        max_ratio=max_extract_ratio, max_members=max_members)
     options = _parse_options(option)
     if labels is not None:
         options["labels"] = str(labels.resolve())
     if dataset_name is not None:
         options["name"] = dataset_name
     config = IngestConfig(name=name, source=source, variant=variant, options=options, chunk_size=chunk_size,
-                          workers=workers, faces=not no_faces)
+                          workers=workers, faces=not no_faces, extract_limits=limits)
     report = api.ingest(_workspace(), config)
     _echo(render.ingest_report(report))
 

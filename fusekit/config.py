@@ -24,6 +24,7 @@ class IngestConfig:
     chunk_size: int = 2048
     workers: int = 2
     faces: bool = True
+    extract_limits: Any = None  # archives.ExtractLimits for an archive --source (None: the environment's)
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
