@@ -4,7 +4,7 @@ icrawler has no rate limit, no Retry-After, no robots.txt and no address checks,
 at once (shared/notes/icrawler.md §5). ``PoliteAdapter`` is mounted on each crawler's session for http:// and
 https://, so result pages, images and every redirect hop go through it. In order, per request:
 
-1. only http(s); the host's addresses must be public unless explicitly allowed (``allow``), and inside ``only``
+1. only http(s) (a redirect to another scheme is refused as ``unsupported_scheme``); the host's addresses must be public unless explicitly allowed (``allow``), and inside ``only``
    when that is set (tests: loopback only, so nothing can reach the internet);
 2. robots.txt of the origin (fetched once per run, RFC 9309: 4xx means no rules, 5xx/unreachable means disallow all);
 3. a minimum interval between requests to one host, shared by all threads and crawlers of a run;
@@ -253,8 +253,24 @@ class PoliteAdapter(HTTPAdapter):
                 self._sleep(delay)
                 continue
             response.fusekit_tries = attempt
+            self._check_redirect(request.url, response)
             return self._read(response, stream_requested=stream)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_redirect(self, url: str, response: requests.Response) -> None:
+        """A redirect to anything but http(s) (``file://``, ``ftp://``...) is refused here, as ``unsupported_scheme``:
+        requests would otherwise fail to find an adapter for it and raise InvalidSchema (read as a connection
+        failure). http(s) hops come back through ``send`` and are checked like any request."""
+        location = response.headers.get("Location") if response.is_redirect else None
+        if not location:
+            return
+        target = urljoin(url, location)
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            response.close()
+            shown = target if len(target) <= 120 else target[:120] + "..."
+            raise Refused("unsupported_scheme", f"redirected to {shown}: only http(s) URLs are fetched, not "
+                                                f"{scheme or 'no'} scheme")
 
     def _sleep(self, seconds: float) -> None:
         self.politeness.stats.retries += 1
