@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_state: dict[str, Any] = {"workspace": None, "quiet": False}
+_state: dict[str, Any] = {"workspace": None, "quiet": False, "verbose": 0}
 
 WorkspaceOption = typer.Option(None, "--workspace", "-w", envvar="FUSEKIT_WORKSPACE",
                                help="Workspace folder [default: ./fusekit-work].")
@@ -74,7 +74,7 @@ def _main(
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
-    _state.update(workspace=workspace, quiet=quiet)
+    _state.update(workspace=workspace, quiet=quiet, verbose=verbose)
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=logging.ERROR if quiet else level, format="%(levelname)s %(name)s: %(message)s")
     _install_progress()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +12,19 @@ from typing import List, Optional
 import typer
 
 from fusekit.cli import _echo, _workspace, app
+
+
+def _quiet_backend() -> None:
+    """Load Keras and its backend before anything else, with TensorFlow's start-up lines (six on a CPU box: oneDNN,
+    CUDA probing, CPU features) and its runtime's INFO/WARNING log kept off the terminal, so that an error is the one
+    line it should be. ``-v`` (or FUSEKIT_TF_LOGS=1, or a TF_CPP_MIN_LOG_LEVEL of one's own) shows them."""
+    from fusekit.cli import _state
+    from fusekit.faces.detect import import_quietly
+
+    if _state.get("verbose", 0) > 0:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_quietly("keras", missing_ok=True)  # a missing backend is reported by the import that needs it
 
 
 def _command_line() -> str:
@@ -57,6 +71,7 @@ def train(
                                                                       "tests)."),
 ) -> None:
     """Train a model on the shards; checkpoints, history and the best model go to runs/NAME/."""
+    _quiet_backend()
     from fusekit.train import TrainConfig, run_train
 
     config = TrainConfig(
@@ -89,6 +104,7 @@ def evaluate(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
 ) -> None:
     """Accuracy, macro-F1, balanced accuracy, per-class scores, confusion matrices and curves of a run."""
+    _quiet_backend()
     from fusekit.train import EvalConfig, run_evaluate
     from fusekit.train.evaluate import render_eval
 
@@ -109,6 +125,7 @@ def predict_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (every class probability)."),
 ) -> None:
     """Find and align the faces in each image, then print each face's label and class probabilities."""
+    _quiet_backend()
     from dataclasses import asdict
 
     from fusekit.train import predict

@@ -126,21 +126,40 @@ def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with the C++ side's start-up chatter (absl's pre-init warning, CUDA probing on a CPU box)
     kept off the terminal: those lines are printed before TF_CPP_MIN_LOG_LEVEL is honoured. An import error still
     raises; FUSEKIT_TF_LOGS=1 shows everything."""
+    # mtcnn's import builds nothing yet, but loads the rest of TF's libraries
+    import_quietly("tensorflow", "mtcnn")
+
+
+def import_quietly(*modules: str, missing_ok: bool = False) -> None:
+    """Import ``modules`` (tensorflow, keras, mtcnn) with file descriptor 2 pointed at /dev/null meanwhile, so that
+    TensorFlow's start-up lines (oneDNN, CUDA probing, CPU features: six lines on a CPU box, written by C++ before any
+    log level applies) never precede fusekit's own output. Nothing is hidden once TensorFlow is loaded, with
+    FUSEKIT_TF_LOGS=1, or off POSIX. ``missing_ok``: a module that is not installed is left for its real import
+    to report."""
+    import importlib
     import sys
 
-    if "tensorflow" in sys.modules or os.environ.get("FUSEKIT_TF_LOGS") or os.name != "posix":
+    wanted = [m for m in modules if m not in sys.modules]
+    if not wanted:
         return
+    quiet = not ("tensorflow" in sys.modules or os.environ.get("FUSEKIT_TF_LOGS") or os.name != "posix")
     sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2) if quiet else -1
+    devnull = os.open(os.devnull, os.O_WRONLY) if quiet else -1
     try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-        import mtcnn  # noqa: F401 - its import builds nothing yet, but loads the rest of TF's libraries
+        if quiet:
+            os.dup2(devnull, 2)
+        for module in wanted:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                if not missing_ok:
+                    raise
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        if quiet:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 class _Compiled:
