@@ -19,9 +19,12 @@ def _quiet_backend() -> None:
     CUDA probing, CPU features) and its runtime's INFO/WARNING log kept off the terminal, so that an error is the one
     line it should be. ``-v`` (or FUSEKIT_TF_LOGS=1, or a TF_CPP_MIN_LOG_LEVEL of one's own) shows them."""
     from fusekit.cli import _state
-    from fusekit.faces.detect import import_quietly
 
     if _state.get("verbose", 0) > 0:
+        return
+    try:
+        from fusekit.faces.detect import import_quietly
+    except ImportError:  # only a nicety: never what stops a command (tests may stand in for fusekit.faces)
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import_quietly("keras", missing_ok=True)  # a missing backend is reported by the import that needs it
