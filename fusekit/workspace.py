@@ -8,11 +8,17 @@ Layout::
       tables/<table>/<unit>/_unit.json           what produced the unit (source root, config, counts)
       .staging/<unit>/<table>/part-*.parquet     a unit being built; ``_done/part-*.json`` marks finished parts
       .trash/                                    replaced units, removed after the swap
+      .locks/                                    the workspace's file locks (see ``fusekit.locks``)
 
 A part is written under a temporary name and renamed into place, so a killed run never leaves half a part. A unit
 becomes visible only when it is complete: its staged tables are swapped in with ``os.replace``-style renames, and a
 journal file (``_COMPLETE``) lets ``Workspace.recover`` finish a swap that a crash interrupted. Files starting with
 ``_`` or ``.`` are ignored by pyarrow, pandas, polars and DuckDB, so the tables read the same without fusekit.
+
+The swap of a unit (the old unit renamed into ``.trash/``, the staged one renamed into its place, table after
+table, then the staging folder renamed away) runs under the swap lock held exclusive, and ``read`` and ``listing``
+hold it shared: a reader sees a unit before its swap or after it, never between. Which process may write a unit at
+all is decided by the writer locks of ``fusekit.locks``, taken by the api, not here.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from fusekit import locks
 
 DEFAULT_WORKSPACE = "fusekit-work"
 
@@ -98,12 +106,13 @@ class Workspace:
         or its rerun decision on (equal listings = unchanged input; every write replaces files atomically)."""
         wanted = None if units is None else set(units)
         entries = []
-        for unit in self.units(table):
-            if wanted is None or unit in wanted:
-                for path in sorted(self.unit_dir(table, unit).glob(pattern)):
-                    if path.is_file():
-                        stat = path.stat()
-                        entries.append([f"{table}/{unit}/{path.name}", stat.st_size, stat.st_mtime_ns])
+        with locks.reading(self):
+            for unit in self.units(table):
+                if wanted is None or unit in wanted:
+                    for path in sorted(self.unit_dir(table, unit).glob(pattern)):
+                        if path.is_file():
+                            stat = path.stat()
+                            entries.append([f"{table}/{unit}/{path.name}", stat.st_size, stat.st_mtime_ns])
         return entries
 
     def unit_info(self, table: str, unit: str) -> dict[str, Any] | None:
@@ -113,13 +122,14 @@ class Workspace:
     def read(self, table: str, schema: pa.Schema, *, units: Iterable[str] | None = None,
              columns: list[str] | None = None, filter: Any = None) -> pa.Table:
         """Read a table (or some of its units) as one Arrow table, rows in unit and part order."""
-        chosen = self.units(table) if units is None else sorted(units)
-        files = [str(p) for u in chosen for p in sorted(self.unit_dir(table, u).glob("part-*.parquet"))]
-        if not files:
-            empty = schema.empty_table()
-            return empty.select(columns) if columns else empty
-        dataset = ds.dataset(files, format="parquet", schema=schema)
-        return dataset.to_table(columns=columns, filter=filter)
+        with locks.reading(self):  # no swap between listing the parts and reading them
+            chosen = self.units(table) if units is None else sorted(units)
+            files = [str(p) for u in chosen for p in sorted(self.unit_dir(table, u).glob("part-*.parquet"))]
+            if not files:
+                empty = schema.empty_table()
+                return empty.select(columns) if columns else empty
+            dataset = ds.dataset(files, format="parquet", schema=schema)
+            return dataset.to_table(columns=columns, filter=filter)
 
     # -- writing a unit through staging -------------------------------------------------------------------------
     def stage(self, unit: str, fingerprint: dict[str, Any]) -> Staging:
@@ -137,25 +147,45 @@ class Workspace:
         return Staging(self, unit, path)
 
     def recover(self) -> list[str]:
-        """Finish swaps that a crash interrupted; remove leftovers. Returns the units it committed."""
+        """Finish swaps that a crash interrupted; remove leftovers. Returns the units it committed.
+
+        Safe beside running writers: a commit happens under the swap lock and only once (whoever finds the journal
+        first), and ``.trash/`` is emptied entry by entry, never removed while another process moves into it."""
         committed = []
         if self.staging.is_dir():
             for path in sorted(self.staging.iterdir()):
-                if (path / "_COMPLETE").is_file():
-                    Staging(self, path.name, path).commit()
+                if (path / "_COMPLETE").is_file() and Staging(self, path.name, path).commit():
                     committed.append(path.name)
         trash = self.root / ".trash"
         if trash.is_dir():
-            shutil.rmtree(trash, ignore_errors=True)
+            for entry in list(trash.iterdir()):
+                shutil.rmtree(entry, ignore_errors=True)
         return committed
 
+    def _to_trash(self, path: Path, name: str) -> Path | None:
+        """Rename ``path`` into ``.trash/`` (call under the swap lock); the caller removes it after the lock."""
+        if not path.exists():
+            return None
+        trash = self.root / ".trash" / f"{name}--{uuid.uuid4().hex}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, trash)
+        return trash
+
     def remove_unit(self, table: str, unit: str) -> None:
-        path = self.unit_dir(table, unit)
-        if path.exists():
-            trash = self.root / ".trash" / f"{table}--{unit}--{uuid.uuid4().hex}"
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, trash)
+        self.remove_units(unit, [table])
+
+    def remove_units(self, unit: str, tables: Iterable[str]) -> list[str]:
+        """Remove ``unit`` from each of ``tables`` in one swap (a reader sees it in all of them or in none); returns
+        the tables that held it. The files are deleted after the swap lock is released."""
+        gone = []
+        with locks.swapping(self):
+            for table in tables:
+                trash = self._to_trash(self.unit_dir(table, unit), f"{table}--{unit}")
+                if trash is not None:
+                    gone.append((table, trash))
+        for _, trash in gone:
             shutil.rmtree(trash, ignore_errors=True)
+        return [table for table, _ in gone]
 
 
 def tree_listing(path: Path) -> list[list[Any]]:
@@ -218,14 +248,27 @@ class Staging:
         write_json_atomic({"tables": sorted(tables)}, self.path / "_COMPLETE")
         self.commit()
 
-    def commit(self) -> None:
-        journal = json.loads((self.path / "_COMPLETE").read_text(encoding="utf-8"))
-        for name in journal["tables"]:
-            staged = self.path / name
-            if not staged.exists():  # already swapped before a crash
-                continue
-            self.workspace.remove_unit(name, self.unit)
-            target = self.workspace.unit_dir(name, self.unit)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
-        shutil.rmtree(self.path, ignore_errors=True)
+    def commit(self) -> bool:
+        """Swap the staged tables into ``tables/``, under the swap lock (readers see the old unit or the new one).
+        False when there was nothing to do: another process (``recover``) committed this staging first."""
+        gone: list[Path | None] = []
+        workspace = self.workspace
+        with locks.swapping(workspace):
+            journal_path = self.path / "_COMPLETE"
+            if not journal_path.is_file():
+                return False
+            journal = json.loads(journal_path.read_text(encoding="utf-8"))
+            for name in journal["tables"]:
+                staged = self.path / name
+                if not staged.exists():  # already swapped before a crash
+                    continue
+                target = workspace.unit_dir(name, self.unit)
+                gone.append(workspace._to_trash(target, f"{name}--{self.unit}"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, target)
+            # The staging folder goes in one rename: a crash after it leaves no half-empty staging to resume from.
+            gone.append(workspace._to_trash(self.path, f"staging--{self.unit.replace('/', '--')}"))
+        for path in gone:
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+        return True
