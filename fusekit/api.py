@@ -1,25 +1,98 @@
-"""The public verbs of fusekit. Each takes a workspace and a config and returns a report; none prints."""
+"""The public verbs of fusekit. Each takes a workspace and a config and returns a report; none prints.
+
+The verbs that write take the workspace's locks (``fusekit.locks``): ``ingest`` and ``faces`` hold the workspace
+lock shared and their unit's lock exclusive, ``dedupe``, ``balance`` and ``remove`` the workspace lock exclusive (as
+``build`` and ``crawl`` do themselves). A second writer of the same thing stops at once with ``WorkspaceBusy``.
+The verbs that work on what a workspace holds (``status``, ``dedupe``, ``balance``, ``remove``) refuse one that
+does not exist (``NoWorkspace``) instead of creating it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from fusekit import sources
-from fusekit.archives import MARKER_SUFFIX
+from fusekit import locks, sources
+from fusekit.archives import MARKER_SUFFIX, archive_kind
 from fusekit.config import IngestConfig
-from fusekit.errors import ConfigError, SourceNotFound
-from fusekit.ingest import IngestReport, run_ingest
+from fusekit.errors import ConfigError, SourceNotFound, UserError
+from fusekit.ingest import IngestReport, plan, run_ingest
 from fusekit.manifests import Manifest, all_manifests, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.workspace import Workspace, unit_name
 
 
+class NoWorkspace(UserError):
+    """A command that reads a workspace was pointed at a folder that holds none."""
+
+
+def require(workspace: Workspace) -> Workspace:
+    """``workspace`` if it exists (its ``tables/`` folder does), else ``NoWorkspace``; creates nothing."""
+    if not workspace.tables.is_dir():
+        raise NoWorkspace(f"no workspace at {workspace.root} (run fusekit ingest first)")
+    return workspace
+
+
 def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
-    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`)."""
-    return run_ingest(workspace, config)
+    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`).
+
+    Holds the workspace lock shared and the unit's lock exclusive from before staging to after the faces stage (when
+    ``config.faces``): a second ingest of the same variant stops at once, one of another dataset runs beside it. The
+    unit is known once the layout is detected, so detection (and the extraction of an archive ``--source``, under
+    a lock of its own) runs first, with the workspace lock only."""
+    with locks.writing(workspace, ()):
+        notes: list[str] = []
+        source_path = Path(config.source).resolve()
+        if archive_kind(source_path) is not None:
+            key = "extract--" + hashlib.sha256(str(source_path).encode()).hexdigest()[:16]
+            with locks.writing(workspace, [key], doing=f"extracting {source_path.name}"):
+                manifest, cls, anchor = plan(config, workspace, notes)
+        else:
+            manifest, cls, anchor = plan(config, workspace, notes)
+        source = cls(anchor, manifest.variant(cls.variant), config.options)
+        with locks.writing(workspace, [unit_name(source.dataset_name, cls.variant)]):
+            return run_ingest(workspace, config, (manifest, cls, anchor, notes))
+
+
+def faces(workspace: Workspace, config: Any = None, units: list[str] | None = None, **options: Any) -> Any:
+    """Run the faces stage (``fusekit.faces.run_faces``) holding the lock of every unit it may write: the named
+    ones, or every unit of the images and faces tables."""
+    from fusekit.faces import run_faces
+    from fusekit.faces.stage import TABLES
+
+    available = workspace.units("images")
+    if units is None:
+        names = {u for table in ("images", *TABLES) for u in workspace.units(table)}
+    else:  # as run_faces resolves them: a unit (fer2013/csv), or a dataset with one variant (fer2013)
+        names = set()
+        for name in units:
+            key = name.replace("/", "--")
+            names.update([key] if key in available else [u for u in available if u.split("--", 1)[0] == key] or [key])
+    with locks.writing(workspace, names):
+        return run_faces(workspace, config, units, **options)
+
+
+def dedupe(workspace: Workspace, config: Any = None) -> Any:
+    """Run the dedupe stage (``fusekit.dedupe.run_dedupe``) holding the workspace lock exclusive: its decisions
+    are one unit (``all``) over every unit's faces."""
+    from fusekit.dedupe import run_dedupe
+
+    require(workspace)
+    with locks.writing_all(workspace, "deduplicating (writing decisions)"):
+        return run_dedupe(workspace, config)
+
+
+def balance(workspace: Workspace, config: Any = None) -> Any:
+    """Run the balance stage (``fusekit.balance.run_balance``) holding the workspace lock exclusive."""
+    from fusekit.balance import run_balance
+
+    require(workspace)
+    with locks.writing_all(workspace, "balancing (writing dataset/)"):
+        return run_balance(workspace, config)
 
 
 @dataclass(frozen=True)
@@ -47,14 +120,16 @@ def remove(workspace: Workspace, name: str, variant: str) -> list[str]:
         dataset = resolve(name).name
     except SourceNotFound:  # a class-folder dataset goes by the name the user gave it
         dataset = name
+    require(workspace)
+    with locks.writing_all(workspace, f"removing {dataset}/{variant}"):
+        return _remove(workspace, dataset, variant)
+
+
+def _remove(workspace: Workspace, dataset: str, variant: str) -> list[str]:
     unit = unit_name(dataset, variant)
     anchor = (workspace.unit_info("images", unit) or {}).get("anchor")
     tables = sorted(p.name for p in workspace.tables.iterdir() if p.is_dir()) if workspace.tables.is_dir() else []
-    touched = []
-    for table in tables:
-        if unit in workspace.units(table):
-            workspace.remove_unit(table, unit)
-            touched.append(table)
+    touched = workspace.remove_units(unit, [t for t in tables if unit in workspace.units(t)])
     if not touched:
         held = ", ".join(u.replace("--", "/") for u in workspace.units("images")) or "nothing"
         raise ConfigError(f"{dataset}/{variant} is not in the workspace {workspace.root} (it holds {held})")
@@ -94,8 +169,17 @@ class DatasetStatus:
 
 
 def status(workspace: Workspace) -> list[DatasetStatus]:
-    """Per dataset: images per split and canonical class, and rejects by reason."""
+    """Per dataset: images per split and canonical class, and rejects by reason.
+
+    Holds the swap lock shared while it reads, so every unit is counted as it was before a concurrent swap or
+    after it (``fusekit.locks``); a swap that a crash interrupted is finished first."""
+    require(workspace)
     workspace.recover()
+    with locks.reading(workspace):
+        return _status(workspace)
+
+
+def _status(workspace: Workspace) -> list[DatasetStatus]:
     result: dict[str, DatasetStatus] = {}
     images = workspace.read("images", IMAGES_SCHEMA, columns=["dataset", "variant", "split", "label"])
     for row in images.group_by(["dataset", "variant", "split", "label"]).aggregate([([], "count_all")]).to_pylist():
@@ -129,11 +213,13 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     import importlib
 
     sections = []
-    for title, module, function in STAGE_STATUS:
-        lines = getattr(importlib.import_module(module), function)(workspace)
-        if lines:
-            sections.append((title, list(lines)))
+    with locks.reading(workspace):
+        for title, module, function in STAGE_STATUS:
+            lines = getattr(importlib.import_module(module), function)(workspace)
+            if lines:
+                sections.append((title, list(lines)))
     return sections
 
 
-__all__ = ["ingest", "datasets", "remove", "status", "IngestConfig", "Workspace"]
+__all__ = ["ingest", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
+           "IngestConfig", "Workspace"]

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import yaml
 
-from fusekit import __version__
+from fusekit import __version__, locks
 from fusekit.errors import ConfigError, UserError
 from fusekit.sources.base import PATH_OPTIONS
 from fusekit.workspace import Workspace, digest, write_json_atomic
@@ -208,15 +208,24 @@ class _Runner:
 def run_build(workspace: Workspace, recipe_path: Path, *, base: Path | None = None, force: bool = False,
               echo: Callable[[str], None] | None = None) -> BuildReport:
     """Ingest each listed source, crawl if listed, detect faces, dedupe and balance, skipping unchanged steps."""
-    from fusekit import api, render
-    from fusekit.balance import BalanceConfig, run_balance, summary_lines
-    from fusekit.balance.stage import inputs_fingerprint
-    from fusekit.config import IngestConfig
+    from fusekit.balance import BalanceConfig
 
     echo = echo or (lambda line: None)
     recipe = load_recipe(recipe_path, base)
     balance_config = BalanceConfig.from_mapping(recipe.balance, where=f"recipe {recipe.path}: balance")
     balance_config = dataclasses.replace(balance_config, recipe_text=recipe.text)
+    # The whole build holds the workspace lock exclusive (its ingests and crawl take their unit locks inside it).
+    with locks.writing_all(workspace, f"building {recipe.path.name}"):
+        return _build(workspace, recipe, balance_config, force, echo)
+
+
+def _build(workspace: Workspace, recipe: Recipe, balance_config: Any, force: bool,
+           echo: Callable[[str], None]) -> BuildReport:
+    from fusekit import api, render
+    from fusekit.balance import run_balance, summary_lines
+    from fusekit.balance.stage import inputs_fingerprint
+    from fusekit.config import IngestConfig
+
     started = time.perf_counter()
     workspace.ensure()
     report = BuildReport(recipe.path, workspace.root)

@@ -301,9 +301,11 @@ def plan(config: IngestConfig, workspace: Workspace | None = None,
     return manifest, cls, anchor
 
 
-def run_ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
+def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, ...] | None = None) -> IngestReport:
+    """``planned``: ``plan(config, workspace, notes)``'s result and those notes, when the caller planned already
+    (``api.ingest`` does, to know which unit to lock)."""
     archive_notes: list[str] = []
-    manifest, cls, anchor = plan(config, workspace, archive_notes)
+    manifest, cls, anchor, archive_notes = planned or (*plan(config, workspace, archive_notes), archive_notes)
     spec = manifest.variant(cls.variant)
     source = cls(anchor, spec, config.options)
     unit = unit_name(source.dataset_name, spec.name)

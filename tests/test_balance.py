@@ -250,6 +250,9 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     code, _, err = call_cli(capsys, "balance", "--split", "80-20", workspace=tmp_path / "empty")
     assert code == 2 and err.startswith("Error: --split takes") and "Traceback" not in err
     code, _, err = call_cli(capsys, "balance", workspace=tmp_path / "empty")
+    assert code == 2 and err.startswith("Error: no workspace at") and not (tmp_path / "empty").exists()
+    Workspace(tmp_path / "empty").ensure()
+    code, _, err = call_cli(capsys, "balance", workspace=tmp_path / "empty")
     assert code == 2 and "has no faces" in err
 
 

@@ -49,8 +49,8 @@ def test_folder_name_that_clashes_with_a_dataset(tmp_path: Path, capsys) -> None
 
 def test_status_and_remove(tmp_path: Path, capsys) -> None:
     ws = tmp_path / "ws"
-    code, out, _ = call_cli(capsys, "status", workspace=ws)
-    assert code == 0 and "holds no data yet" in out
+    code, _, err = call_cli(capsys, "status", workspace=ws)  # no workspace yet: said, and nothing created
+    assert code == 2 and err.strip() == f"Error: no workspace at {ws} (run fusekit ingest first)" and not ws.exists()
     for i in range(3):
         write_image(tmp_path / "d" / "train" / "Happy" / f"{i}.png", i)
     write_image(tmp_path / "d" / "test" / "sadness" / "x.png", 9)

@@ -35,7 +35,8 @@ def balance(
     workers: int = typer.Option(2, "--workers", help="Augmentation worker processes."),
 ) -> None:
     """Split, rebalance and write the dataset: Parquet shards, card and class weights in <workspace>/dataset/."""
-    from fusekit.balance import BalanceConfig, parse_augment, parse_split, run_balance, summary_lines
+    from fusekit import api
+    from fusekit.balance import BalanceConfig, parse_augment, parse_split, summary_lines
 
     config = BalanceConfig(strategy=strategy, target=target, classes=classes, split=parse_split(split),
                            augment=parse_augment(augment), weights_only=weights_only, seed=seed,
@@ -43,7 +44,7 @@ def balance(
                            keep_official_val=not no_official_val,
                            redo_splits=tuple(d for d in redo_split if d and d != "none"),
                            include_review=include_review, workers=workers)
-    report = run_balance(_workspace(), config)
+    report = api.balance(_workspace(), config)
     for line in summary_lines(report):
         _echo(line)
     _echo(f"{report.seconds:.1f} s")

@@ -34,11 +34,12 @@ def dedupe(
     Official test splits are kept whole: a test member that a filter, a duplicate or a label conflict would remove
     is kept with `flags` saying why; copies of it in other splits are dropped as test leakage.
     """
-    from fusekit.dedupe import DedupeConfig, render_report, render_summary, run_dedupe
+    from fusekit import api
+    from fusekit.dedupe import DedupeConfig, render_report, render_summary
 
     workspace = _workspace()
     if summary_only:
-        _echo(render_summary(workspace))
+        _echo(render_summary(api.require(workspace)))
         return
     config = DedupeConfig(threshold=threshold, min_face=min_face, min_contrast=min_contrast,
                           min_brightness=min_brightness, min_sharpness=min_sharpness,
@@ -46,4 +47,4 @@ def dedupe(
                           keep_order=tuple(c.strip() for c in keep_order.split(",") if c.strip()),
                           conflicts=conflicts, probes=not no_probes, rehash=rehash, workers=workers,
                           search_method=search_method or "auto")
-    _echo(render_report(run_dedupe(workspace, config)))
+    _echo(render_report(api.dedupe(workspace, config)))

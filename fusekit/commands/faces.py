@@ -37,10 +37,10 @@ def faces(
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Images per part file (the unit of resume)."),
 ) -> None:
     """Detect and align every face with MTCNN (resumable; a rerun only does what is new)."""
-    from fusekit import render
-    from fusekit.faces import FacesConfig, run_faces
+    from fusekit import api, render
+    from fusekit.faces import FacesConfig
 
     config = FacesConfig(size=size, redo=redo, workers=workers, chunk_size=chunk_size, min_face=min_face,
                          dataset_policies=_policy_pairs(policy))
-    report = run_faces(_workspace(), config, units=list(units) if units else None)
+    report = api.faces(_workspace(), config, units=list(units) if units else None)
     _echo(render.faces_report(report))

@@ -10,20 +10,19 @@ pictures), so an interrupted crawl loses at most that much. Afterwards the faces
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from fusekit import __version__
+from fusekit import __version__, locks
 from fusekit.crawl.engines import ENGINES, PUBLIC_ENGINES, Engine
 from fusekit.crawl.keywords import Keywords, load_keywords
 from fusekit.crawl.store import CrawlStore, crawl_units, unit_for
-from fusekit.errors import ConfigError, FusekitError, UserError
+from fusekit.errors import ConfigError, FusekitError
 from fusekit.taxonomy import CLASSES, normalise
 from fusekit.workspace import Workspace
 
@@ -188,20 +187,10 @@ def _engine(config: CrawlConfig) -> tuple[Engine, dict[str, str]]:
     return engine, params
 
 
-@contextlib.contextmanager
-def _exclusive(workspace: Workspace) -> Iterator[None]:
-    """One crawl per workspace at a time (two would both think a URL is new)."""
-    path = workspace.root / ".crawl.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UserError(f"another `fusekit crawl` is running on {workspace.root}; wait for it to finish") \
-                from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _exclusive(workspace: Workspace, unit: str) -> contextlib.AbstractContextManager[None]:
+    """One crawl per workspace at a time (two would both think a URL is new, and a crawl may rewrite a part of
+    another engine's unit): the ``crawl`` lock and the unit's own, with the workspace lock shared (fusekit.locks)."""
+    return locks.writing(workspace, ["crawl", unit], doing=f"crawling into {unit}")
 
 
 def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
@@ -218,7 +207,7 @@ def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
     from fusekit.crawl.politeness import Politeness
 
     politeness = Politeness(config.rules())
-    with _exclusive(workspace):
+    with _exclusive(workspace, unit):  # held until the faces of the unit are written too
         store = CrawlStore(workspace, config.retry_rejected)
         try:
             for emotion in emotions:
@@ -233,11 +222,11 @@ def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
             report.seconds = time.perf_counter() - started
         report.stored_total = len({i for (e, emo, _k), ids in store.found.items()
                                    if e == engine.name and emo in emotions for i in ids})
-    report.warnings.extend(_loud_problems(report))
-    if report.stored_total == 0:
-        raise CrawlFoundNothing(_nothing_message(report), report)
-    if config.faces:
-        report.faces = _run_faces(workspace, unit, report)
+        report.warnings.extend(_loud_problems(report))
+        if report.stored_total == 0:
+            raise CrawlFoundNothing(_nothing_message(report), report)
+        if config.faces:
+            report.faces = _run_faces(workspace, unit, report)
     report.seconds = time.perf_counter() - started
     return report
 
