@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,18 +15,27 @@ MAX_SHARD_BYTES = 500_000_000
 ROW_GROUP_BYTES = 100_000_000
 
 
-def parse_split(text: str) -> tuple[float, float, float]:
-    """``80/10/10`` -> (0.8, 0.1, 0.1); ``90/10`` -> (0.9, 0.1, 0.0): train/val/test fractions."""
+def parse_split(text: str, name: str = "--split") -> tuple[float, float, float]:
+    """``80/10/10`` -> (0.8, 0.1, 0.1); ``90/10`` -> (0.9, 0.1, 0.0); ``0.8/0.1/0.1`` as given: train/val/test
+    fractions. The parts must sum to 100 (percentages) or to 1 (fractions); anything else is an error naming the
+    sum (never rescaled). ``name`` is what the message calls the setting (a recipe's ``balance.split``)."""
     parts = [p.strip() for p in str(text).replace(":", "/").split("/")]
     try:
         numbers = [float(p) for p in parts]
     except ValueError:
-        raise ConfigError(f"--split takes TRAIN/VAL/TEST percentages such as 80/10/10, got {text!r}") from None
+        raise ConfigError(f"{name} takes TRAIN/VAL/TEST percentages such as 80/10/10, got {text!r}") from None
     if len(numbers) not in (2, 3) or any(n < 0 for n in numbers) or sum(numbers) <= 0 or numbers[0] <= 0:
-        raise ConfigError(f"--split takes 2 or 3 non-negative parts with a train part above 0 (80/10/10), got {text!r}")
+        raise ConfigError(f"{name} takes 2 or 3 non-negative parts with a train part above 0 (80/10/10), got {text!r}")
     numbers += [0.0] * (3 - len(numbers))
     total = sum(numbers)
-    return (numbers[0] / total, numbers[1] / total, numbers[2] / total)
+    if math.isclose(total, 100, rel_tol=1e-9, abs_tol=1e-9):
+        scale = 100.0
+    elif math.isclose(total, 1, rel_tol=1e-9, abs_tol=1e-9):
+        scale = 1.0
+    else:
+        wanted = 1 if all(n <= 1 for n in numbers) else 100  # fractions or percentages
+        raise ConfigError(f"{name} {text} sums to {total:g}, not {wanted}")
+    return (numbers[0] / scale, numbers[1] / scale, numbers[2] / scale)
 
 
 def parse_augment(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -100,9 +110,9 @@ class BalanceConfig:
         if unknown:
             raise ConfigError(f"{where}: unknown setting {unknown[0]!r}; valid: {', '.join(sorted(known))}")
         if "split" in data and not isinstance(data["split"], (list, tuple)):
-            data["split"] = parse_split(data["split"])
+            data["split"] = parse_split(data["split"], f"{where}.split")
         elif "split" in data:
-            data["split"] = parse_split("/".join(str(x) for x in data["split"]))
+            data["split"] = parse_split("/".join(str(x) for x in data["split"]), f"{where}.split")
         if "augment" in data:
             data["augment"] = parse_augment(data["augment"])
         if "redo_splits" in data:
