@@ -293,7 +293,7 @@ def plan(config: IngestConfig, workspace: Workspace | None = None,
         variant = chosen[0] if len(chosen) == 1 else None
     path = Path(config.source).resolve()
     if workspace is not None and archives.archive_kind(path) is not None:
-        extraction = archives.extract(path, workspace.root / "sources")
+        extraction = archives.extract(path, workspace.root / "sources", config.extract_limits)
         path = extraction.folder
         if notes is not None:
             notes.append(extraction.note())
@@ -344,7 +344,9 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
             staging.write_part(index, tables, stats)
             account(stats, size)
 
-        for index, chunk in enumerate(_chunks(_dedupe_keys(source.records()), config.chunk_size)):
+        # archive members that were not extracted (links, devices) are reject rows after the source's own records
+        records = itertools.chain(source.records(), archives.not_created(anchor, workspace.root / "sources"))
+        for index, chunk in enumerate(_chunks(_dedupe_keys(records), config.chunk_size)):
             if staging.is_done(index):
                 report.resumed_parts += 1
                 account(staging.done_stats(index), len(chunk))

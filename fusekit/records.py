@@ -94,6 +94,8 @@ REJECT_REASONS = {
     "file_too_large": "the file is larger than the image size limit (64 MiB; FUSEKIT_MAX_IMAGE_BYTES): not read",
     "link_loop": "a symbolic link to a folder above it, or to a folder another link already led to: not walked again",
     "too_deep": "a folder below the depth a layout's walk looks at: not walked",
+    "not_created": "an archive member that is a symbolic link, hard link or device: never created (a link can point "
+                   "outside the dataset); the detail names its kind and target",
     "unknown_label": "the label is not in the dataset's label map",
     "dropped_label": "the label has no canonical class (e.g. FER+ unknown / non-face, AffectNet none)",
     "unlabelled": "no label file or an empty label for this sample",

@@ -23,6 +23,7 @@ all is decided by the writer locks of ``fusekit.locks``, taken by the api, not h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,6 +73,11 @@ class Workspace:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root or os.environ.get("FUSEKIT_WORKSPACE") or DEFAULT_WORKSPACE).resolve()
+        if self.root.exists() and not self.root.is_dir():
+            from fusekit.errors import WorkspaceError
+
+            raise WorkspaceError(f"the workspace {self.root} is a file, not a folder: give --workspace a folder "
+                                 f"(or move the file away)")
 
     # -- paths -------------------------------------------------------------------------------------------------
     @property
@@ -90,6 +96,9 @@ class Workspace:
 
     def ensure(self) -> Workspace:
         self.tables.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.tables, os.W_OK):  # refused before any work, not at the first write (cli renders it)
+            code = errno.EROFS if os.statvfs(self.tables).f_flag & os.ST_RDONLY else errno.EACCES
+            raise PermissionError(code, os.strerror(code), str(self.tables))
         self.recover()
         return self
 

@@ -165,8 +165,20 @@ class ClassFolders(FolderSource):
         """Any folder: a flat one is ingestable with a label file, and ``find`` cannot see ``--labels``.
 
         A folder with neither class folders nor a label file is refused by ``records()``, before its first record,
-        with the message ``detect`` gives for a layout it does not know."""
-        return path if path.is_dir() else None
+        with the message ``detect`` gives for a layout it does not know. When the class folders (or metadata file)
+        sit one or two levels down, under a single top folder and nothing else (an archive of ``<name>/<class>/``),
+        that folder is the anchor."""
+        if not path.is_dir():
+            return None
+        current = path
+        for _ in range(3):
+            if has_class_folders(current) or metadata_file(current) is not None:
+                return current
+            inner = _subdirs(current)
+            if len(inner) != 1 or any(p.is_file() and not stray_reason(p.name) for p in current.iterdir()):
+                break
+            current = inner[0]
+        return path
 
     @property
     def dataset_name(self) -> str:
