@@ -19,7 +19,7 @@ from typing import Any
 from fusekit import locks, sources
 from fusekit.archives import MARKER_SUFFIX, archive_kind
 from fusekit.config import IngestConfig
-from fusekit.errors import ConfigError, SourceNotFound, UserError
+from fusekit.errors import ConfigError, SourceNotFound, UserError, WorkspaceError
 from fusekit.ingest import IngestReport, plan, run_ingest
 from fusekit.manifests import Manifest, all_manifests, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
@@ -32,6 +32,9 @@ class NoWorkspace(UserError):
 
 def require(workspace: Workspace) -> Workspace:
     """``workspace`` if it exists (its ``tables/`` folder does), else ``NoWorkspace``; creates nothing."""
+    if workspace.root.exists() and not workspace.root.is_dir():  # the words of Workspace() and cli.main for it
+        raise WorkspaceError(f"the workspace {workspace.root} is a file, not a folder: give --workspace a folder "
+                             f"(or move the file away)")
     if not workspace.tables.is_dir():
         raise NoWorkspace(f"no workspace at {workspace.root} (run fusekit ingest first)")
     return workspace
