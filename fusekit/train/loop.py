@@ -311,6 +311,7 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
     val_steps = pipeline.steps(config.val_split, training=False)
     start = state.epochs_done
     ips = None
+    watch = _NotLearning(shards.num_classes, echo) if not resumed or not state.epochs_done else None
     try:
         for epoch in range(start, config.epochs):
             if state.finished:
@@ -322,7 +323,8 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
                 train_data, val_data = iter(train_data), iter(val_data)
             t0 = time.perf_counter()
             timer = _Timer()
-            callbacks = [timer] + ([_Progress(steps)] if config.verbose and sys.stderr.isatty() else [])
+            callbacks = [timer] + ([watch] if watch is not None else [])
+            callbacks += [_Progress(steps)] if config.verbose and sys.stderr.isatty() else []
             fit = model.fit(train_data, validation_data=val_data, initial_epoch=epoch, epochs=epoch + 1,
                             steps_per_epoch=steps, validation_steps=val_steps, shuffle=False, verbose=0,
                             callbacks=callbacks)
@@ -421,6 +423,45 @@ class _Timer(_progress_base()):
     @property
     def train_seconds(self) -> float:
         return (self.end or time.perf_counter()) - self.start
+
+
+NOT_LEARNING_STEPS = 300  # training steps after which a loss still at its start is reported
+NOT_LEARNING_SHARE = 0.98  # ... "still at its start": above this share of the loss of the first steps
+
+
+class _NotLearning(_progress_base()):
+    """Says once, during the run, when the training loss has not moved from where it started after
+    NOT_LEARNING_STEPS steps (issue 14: a run of the paper's preset sat at ln 7, the loss of a constant guess, for
+    two epochs and finished silently). Keras logs the epoch's running mean: the start is its value after the first
+    20 steps."""
+
+    def __init__(self, num_classes: int, echo: Callable[[str], None]) -> None:
+        super().__init__()
+        self.chance = math.log(max(num_classes, 2))
+        self.echo = echo
+        self.steps = 0
+        self.start: float | None = None
+        self.done = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.done or not logs or "loss" not in logs:
+            return
+        self.steps += 1
+        self.epoch_steps += 1
+        loss = float(logs["loss"])
+        if self.start is None and self.epoch_steps >= min(20, NOT_LEARNING_STEPS):
+            self.start = loss
+        if self.start is not None and self.steps >= NOT_LEARNING_STEPS and self.epoch_steps >= 20:
+            self.done = True
+            if math.isfinite(loss) and loss >= NOT_LEARNING_SHARE * self.start:
+                message = (f"not learning: the training loss is {loss:.4f} after {self.steps} steps, where it "
+                           f"started ({self.start:.4f}; ln {round(math.exp(self.chance))} = {self.chance:.4f} is a "
+                           f"constant guess): try a lower --lr (e.g. --lr 1e-4) or a --preset")
+                log.warning(message)
+                self.echo(f"warning: {message}")
 
 
 class _Progress(_progress_base()):
