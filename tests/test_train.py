@@ -384,3 +384,25 @@ def test_init_starts_from_a_trained_run(trained):
     report = _train(root / "ws", data, run="finetune", init=str(root / "ws" / "runs" / "learn"), epochs=1)
     assert report.model == "tiny" and report.transferred == 3  # both convolutions and the head
     assert report.history[0]["val_accuracy"] > 0.6  # starts where "learn" ended, not from chance
+
+
+@pytest.mark.slow
+def test_a_saved_cnn_model_reloads_in_a_fresh_process(tmp_path):
+    """The cnn models carry fusekit's Standardize layer; a run's .keras file must load where fusekit.train.models
+    has not been imported yet (evaluate, predict, --resume and --init load checkpoints: a real run's evaluate
+    failed with 'Could not locate class Standardize')."""
+    import subprocess
+    import sys
+
+    from fusekit.train.models import build_model
+
+    path = tmp_path / "cnn2.keras"
+    model = build_model("cnn2")
+    model.save(path)
+    code = ("import sys, numpy as np\n"
+            "from fusekit.train.models import load_model\n"
+            f"m = load_model({str(path)!r}, compile=False)\n"
+            "print(m.count_params(), m.get_layer('standardize').__class__.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["1485831", "Standardize"]

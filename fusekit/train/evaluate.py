@@ -156,7 +156,9 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
     classes = list(classes or shards.classes)
     remap = _remap(shards.classes, classes)
     ckpt = checkpoint_path(run, config.checkpoint)
-    model = keras.saving.load_model(ckpt, compile=False)
+    from fusekit.train.models import load_model
+
+    model = load_model(ckpt, compile=False)
 
     spec = InputSpec(size=saved["input_size"], channels=saved["channels"], batch_size=config.batch_size or
                      saved.get("batch_size") or 64, loader=config.loader,

@@ -49,7 +49,9 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
     info = found.dataset_info()
     classes = info.get("classes") or []
     face_size = int(info.get("image_size") or 112)
-    model = keras.saving.load_model(checkpoint_path(found, checkpoint), compile=False)
+    from fusekit.train.models import load_model
+
+    model = load_model(checkpoint_path(found, checkpoint), compile=False)
     size, channels = int(config["input_size"]), int(config["channels"])
     try:
         from fusekit.faces import detect_and_align

@@ -267,6 +267,8 @@ def _from_init(root: Path, config: TrainConfig) -> TrainConfig:
 def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) -> TrainReport:
     import keras
 
+    from fusekit.train.models import load_model
+
     devices = setup_devices(config.precision)
     if not resumed:
         run.create(config.to_dict(), {
@@ -288,12 +290,12 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
     transferred = None
     with devices.scope():
         if resumed and state.epochs_done:
-            model = keras.saving.load_model(run.checkpoint(state.epochs_done))
+            model = load_model(run.checkpoint(state.epochs_done))
             log.info("resumed %s from epoch %d", run.name, state.epochs_done)
         else:
             model = _build(config, shards.num_classes)
             if config.init:
-                init = keras.saving.load_model(init_source(root, config.init)[0], compile=False)
+                init = load_model(init_source(root, config.init)[0], compile=False)
                 transferred = transfer_weights(init, model)
                 log.info("initialised %d layers from run %s", transferred, config.init)
             compile_model(model, config)

@@ -47,6 +47,12 @@ class Standardize(layers.Layer):
         return (inputs - mean) / keras.ops.maximum(std, 1.0 / 255.0)
 
 
+def load_model(path, compile: bool = True) -> keras.Model:
+    """``keras.saving.load_model`` with fusekit's own layers registered (importing this module registers them: a
+    run's .keras file names ``fusekit>Standardize``, which Keras finds only once this module is loaded)."""
+    return keras.saving.load_model(path, compile=compile)
+
+
 def build_model(name: str, num_classes: int = 7, input_size: int | None = None, channels: int | None = None,
                 l2: float = 0.0, weights: str | None = None) -> keras.Model:
     """Build model ``name`` for ``num_classes`` classes on ``input_size`` x ``input_size`` x ``channels`` input."""
