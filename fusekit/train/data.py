@@ -392,19 +392,26 @@ def _tf_dataset(rows, spec: InputSpec, aug: Augment | None, drop: bool, weights:
 
 def tf_augment(img, aug: Augment, seed):
     """The tf.data twin of `fusekit.train.decode.augment` on a float 0..255 batch (N x H x W x C); ``seed`` is a
-    stateless seed; each image gets its own draws."""
+    stateless seed; each image gets its own draws. The same ops in the same order with the same parameters; the draws
+    are TensorFlow's, not NumPy's. The ops added after the first six (crop, zoom, erase) take their seeds from a
+    second split, so that turning them on or off leaves the first six's draws alone."""
     import tensorflow as tf
 
     seeds = tf.random.experimental.stateless_split(seed, 6)
+    more = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, 7), 3)
     n = tf.shape(img)[0]
     if aug.flip:
         flip = tf.random.stateless_uniform([n], seeds[0]) < 0.5
         img = tf.where(flip[:, None, None, None], tf.reverse(img, axis=[2]), img)
-    if aug.rotate or aug.shift:
+    if aug.crop:
+        img = tf_pad_crop(img, int(aug.crop), tf.random.stateless_uniform([n, 2], more[0], 0, 2 * int(aug.crop) + 1,
+                                                                          dtype=tf.int32))
+    if aug.rotate or aug.shift or aug.zoom:
         side = tf.cast(tf.shape(img)[1], tf.float32)
         theta = tf.random.stateless_uniform([n], seeds[1], -aug.rotate, aug.rotate) * (np.pi / 180)
         t = tf.random.stateless_uniform([n, 2], seeds[2], -aug.shift, aug.shift) * side
-        cos, sin, c = tf.cos(theta), tf.sin(theta), (side - 1) / 2
+        scale = tf.random.stateless_uniform([n], more[1], 1 - aug.zoom, 1 + aug.zoom) if aug.zoom else 1.0
+        cos, sin, c = tf.cos(theta) / scale, tf.sin(theta) / scale, (side - 1) / 2
         # output (x, y) -> input point, as in decode._affine
         a2 = c - cos * (c + t[:, 0]) - sin * (c + t[:, 1])
         b2 = c + sin * (c + t[:, 0]) - cos * (c + t[:, 1])
@@ -422,4 +429,45 @@ def tf_augment(img, aug: Augment, seed):
     if aug.color and img.shape[-1] == 3:
         grey = tf.reduce_sum(img * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
         img = grey + (img - grey) * tf.random.stateless_uniform([n, 1, 1, 1], seeds[5], 1 - aug.color, 1 + aug.color)
-    return tf.clip_by_value(img, 0.0, 255.0)
+    img = tf.clip_by_value(img, 0.0, 255.0)
+    if aug.erase:
+        img = tf_erase(img, aug.erase, tf.random.stateless_uniform([n, 5], more[2]))
+    return img
+
+
+def tf_pad_crop(img, pad: int, offsets):
+    """`decode.pad_crop` on a batch: image i is the window at ``offsets[i]`` = (top, left) of it padded with ``pad``
+    black pixels."""
+    import tensorflow as tf
+
+    h, w = tf.shape(img)[1], tf.shape(img)[2]
+    padded = tf.pad(img, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    rows = offsets[:, :1] + tf.range(h)[None, :]
+    cols = offsets[:, 1:] + tf.range(w)[None, :]
+    return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+
+
+def tf_erase(img, p: float, u):
+    """`decode.erase_box` + `decode.erase` on a batch: ``u`` is N x 5 uniforms (apply?, area, ratio, top, left); the
+    rectangle is filled with the picture's own mean per channel."""
+    import math
+
+    import tensorflow as tf
+
+    from fusekit.train.decode import ERASE_AREA, ERASE_RATIO
+
+    shape = tf.shape(img)
+    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    area = h * w * (ERASE_AREA[0] + (ERASE_AREA[1] - ERASE_AREA[0]) * u[:, 1])
+    lo, hi = math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1])
+    ratio = tf.exp(lo + (hi - lo) * u[:, 2])
+    eh = tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, h)
+    ew = tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, w)
+    top = tf.floor(u[:, 3] * (h - eh + 1))
+    left = tf.floor(u[:, 4] * (w - ew + 1))
+    y = tf.range(h)[None, :, None]
+    x = tf.range(w)[None, None, :]
+    inside = ((y >= top[:, None, None]) & (y < (top + eh)[:, None, None]) & (x >= left[:, None, None])
+              & (x < (left + ew)[:, None, None]) & (u[:, 0] < p)[:, None, None])
+    mean = tf.reduce_mean(img, axis=[1, 2], keepdims=True)
+    return tf.where(inside[..., None], mean, img)
