@@ -115,19 +115,146 @@ def setup_devices(precision: str = "auto") -> Devices:
     return Devices(backend, gpus, name, policy, scope)
 
 
-# -- the model --------------------------------------------------------------------------------------------------------
+# -- optimizer, learning-rate schedule, loss -------------------------------------------------------------------------
+#
+# Every schedule is a function of the step (cosine, warm-up) or of the epochs already recorded in state.json (plateau),
+# never of wall-clock state, so a resumed run sets the same rates as an uninterrupted one.
 
-def make_optimizer(config: TrainConfig):
+PLATEAU_FACTOR = 0.75  # --schedule plateau: Khaireddin & Chen's ReduceLROnPlateau(mode="max", factor=0.75,
+PLATEAU_PATIENCE = 5  # patience=5) on the validation accuracy, with PyTorch's default relative threshold
+PLATEAU_THRESHOLD = 1e-4
+
+
+def _keras():
     import keras
 
+    return keras
+
+
+@_keras().saving.register_keras_serializable(package="fusekit")
+class WarmupSchedule(_keras().optimizers.schedules.LearningRateSchedule):
+    """The learning rate at optimizer step ``step`` (0-based; the checkpoint keeps the optimizer's step counter):
+    ``base * (step + 1) / warmup_steps`` during the warm-up, then ``base`` (``decay="constant"``) or a cosine from
+    ``base`` to 0 at ``total_steps`` (``decay="cosine"``)."""
+
+    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0, decay: str = "cosine") -> None:
+        self.base_lr = float(base_lr)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+        self.decay = str(decay)
+
+    def __call__(self, step):
+        ops = _keras().ops
+        step = ops.cast(step, "float32")
+        warm = float(max(self.warmup_steps, 1))
+        if self.decay == "cosine":
+            span = float(max(self.total_steps - self.warmup_steps, 1))
+            progress = ops.clip((step - float(self.warmup_steps)) / span, 0.0, 1.0)
+            after = self.base_lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        else:
+            after = ops.cast(self.base_lr, "float32") + 0.0 * step
+        return ops.where(step < float(self.warmup_steps), self.base_lr * (step + 1.0) / warm, after)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"base_lr": self.base_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "decay": self.decay}
+
+
+@_keras().saving.register_keras_serializable(package="fusekit")
+class SmoothedSparseCrossentropy(_keras().losses.Loss):
+    """Cross-entropy of integer labels against ``(1 - e) * one_hot + e / classes`` (Keras's sparse cross-entropy has
+    no label smoothing; its categorical one has, on one-hot targets: this one-hots the labels and calls it)."""
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_sparse_crossentropy",
+                 reduction: str = "sum_over_batch_size", dtype=None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        keras = _keras()
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        target = keras.ops.one_hot(labels, y_pred.shape[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(target, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def learning_rate(config: TrainConfig, steps_per_epoch: int):
+    """The optimizer's ``learning_rate``: a `WarmupSchedule` (cosine, or a warm-up before a constant rate) or the
+    float ``config.lr`` (none; plateau, whose rate `epoch_learning_rate` sets before each epoch)."""
+    schedule, warmup = config.schedule or "none", config.warmup_epochs or 0.0
+    if schedule == "cosine" or (schedule == "none" and warmup):
+        return WarmupSchedule(config.lr, total_steps=config.epochs * steps_per_epoch,
+                              warmup_steps=int(round(warmup * steps_per_epoch)),
+                              decay="cosine" if schedule == "cosine" else "constant")
+    return config.lr
+
+
+def plateau_scale(history: list[dict[str, float]], warmup_epochs: float = 0.0) -> float:
+    """`--schedule plateau`: the factor on the rate after the epochs of ``history``, replaying PyTorch's
+    ReduceLROnPlateau (mode max on val_accuracy, relative threshold): x PLATEAU_FACTOR once more than PLATEAU_PATIENCE
+    epochs in a row have not beaten the best by the threshold; the counter then starts again. Warm-up epochs do not
+    count."""
+    scale, best, bad = 1.0, None, 0
+    for row in history:
+        value = row.get("val_accuracy")
+        if int(row["epoch"]) <= warmup_epochs or value is None or not math.isfinite(value):
+            continue
+        if best is None or value > best * (1 + PLATEAU_THRESHOLD):
+            best, bad = value, 0
+        else:
+            bad += 1
+        if bad > PLATEAU_PATIENCE:
+            scale *= PLATEAU_FACTOR
+            bad = 0
+    return scale
+
+
+def epoch_learning_rate(config: TrainConfig, epoch: int, history: list[dict[str, float]]) -> float | None:
+    """The rate to set before epoch ``epoch`` (0-based) for `--schedule plateau` (during a warm-up of whole epochs,
+    ``(epoch + 1) / (warmup_epochs + 1)`` of it); None for the schedules that are a function of the step."""
+    if (config.schedule or "none") != "plateau":
+        return None
+    warmup = config.warmup_epochs or 0.0
+    warm = (epoch + 1) / (warmup + 1) if epoch < warmup else 1.0
+    return config.lr * warm * plateau_scale([h for h in history if int(h["epoch"]) <= epoch], warmup)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int = 1):
+    """SGD (momentum, ``nesterov``) or Adam, with `learning_rate` and ``weight_decay``.
+
+    Keras's weight decay is decoupled: each step w <- w - lr * wd * w, on every trainable weight (PyTorch's SGD
+    ``weight_decay`` also decays every weight, but adds wd * w to the gradient, which the momentum then carries:
+    1 / (1 - momentum) as much, so PyTorch's 1e-4 under momentum 0.9 is 1e-3 here). ``--l2`` is the other kind, a
+    loss term on the conv and dense kernels only.
+    """
+    import keras
+
+    lr = learning_rate(config, steps_per_epoch)
+    decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum or 0.0)
-    return keras.optimizers.Adam(learning_rate=config.lr)
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum or 0.0, nesterov=bool(config.nesterov),
+                                    weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate=lr, weight_decay=decay)
 
 
-def compile_model(model, config: TrainConfig) -> None:
-    model.compile(optimizer=make_optimizer(config), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def make_loss(config: TrainConfig):
+    smoothing = config.label_smoothing or 0.0
+    return SmoothedSparseCrossentropy(smoothing) if smoothing else "sparse_categorical_crossentropy"
 
+
+def compile_model(model, config: TrainConfig, steps_per_epoch: int = 1) -> None:
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=make_loss(config), metrics=["accuracy"])
+
+
+def _same_schedule(current, wanted) -> bool:
+    if isinstance(current, WarmupSchedule) and isinstance(wanted, WarmupSchedule):
+        return current.get_config() == wanted.get_config()
+    return not isinstance(current, WarmupSchedule) and not isinstance(wanted, WarmupSchedule)
+
+
+# -- the model --------------------------------------------------------------------------------------------------------
 
 def transfer_weights(source, target) -> int:
     """Copy weights layer by layer (by name, where every shape matches): the second paper's fine-tuning start.
@@ -286,22 +413,6 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
     if state.finished:
         echo(f"run {run.name} already finished ({state.epochs_done} epochs); nothing to do")
 
-    keras.utils.set_random_seed(config.seed)
-    transferred = None
-    with devices.scope():
-        if resumed and state.epochs_done:
-            model = load_model(run.checkpoint(state.epochs_done))
-            log.info("resumed %s from epoch %d", run.name, state.epochs_done)
-        else:
-            model = _build(config, shards.num_classes)
-            if config.init:
-                init = load_model(init_source(root, config.init)[0], compile=False)
-                transferred = transfer_weights(init, model)
-                log.info("initialised %d layers from run %s", transferred, config.init)
-            compile_model(model, config)
-    log.info("%s: %s, %s params, %s, %s, batch %d, %s", run.name, config.model, f"{model.count_params():,}",
-             devices.name, devices.policy, config.batch_size, Augment.parse(config.augment).describe())
-
     spec = InputSpec(size=config.input_size, channels=config.channels, batch_size=config.batch_size,
                      augment=Augment.parse(config.augment), seed=config.seed, shuffle_buffer=config.shuffle_buffer,
                      loader=config.loader, workers=config.workers if config.workers is not None else _default_workers(),
@@ -311,6 +422,32 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
     if config.max_steps:
         steps = min(steps, config.max_steps)
     val_steps = pipeline.steps(config.val_split, training=False)
+
+    keras.utils.set_random_seed(config.seed)
+    transferred = None
+    with devices.scope():
+        if resumed and state.epochs_done:
+            model = load_model(run.checkpoint(state.epochs_done))
+            log.info("resumed %s from epoch %d", run.name, state.epochs_done)
+            wanted = learning_rate(config, steps)  # more --epochs (or --max-steps) stretch a cosine from here on
+            current = model.optimizer._learning_rate  # noqa: SLF001 - the schedule object, not its value
+            if isinstance(wanted, WarmupSchedule) and not _same_schedule(current, wanted):
+                model.optimizer.learning_rate = wanted
+                log.info("learning-rate schedule now %s", wanted.get_config())
+        else:
+            model = _build(config, shards.num_classes)
+            if config.init:
+                init = load_model(init_source(root, config.init)[0], compile=False)
+                transferred = transfer_weights(init, model)
+                log.info("initialised %d layers from run %s", transferred, config.init)
+            compile_model(model, config, steps)
+    log.info("%s: %s, %s params, %s, %s, batch %d, %s", run.name, config.model, f"{model.count_params():,}",
+             devices.name, devices.policy, config.batch_size, Augment.parse(config.augment).describe())
+    log.info("optimizer %s lr %g%s%s, weight decay %g, schedule %s (warm-up %g epochs), label smoothing %g, "
+             "%d steps per epoch", config.optimizer, config.lr, f" momentum {config.momentum:g}"
+             if config.optimizer == "sgd" else "", " nesterov" if config.nesterov else "", config.weight_decay or 0.0,
+             config.schedule or "none", config.warmup_epochs or 0.0, config.label_smoothing or 0.0, steps)
+
     start = state.epochs_done
     ips = None
     watch = _NotLearning(shards.num_classes, echo) if not resumed or not state.epochs_done else None
@@ -319,6 +456,9 @@ def _train(root: Path, run, config: TrainConfig, shards, resumed: bool, echo) ->
             if state.finished:
                 break
             reseed(model, config.seed, epoch)
+            rate = epoch_learning_rate(config, epoch, state.history)
+            if rate is not None:  # plateau: set before fit reads the optimizer state (every backend sees it)
+                model.optimizer.learning_rate = rate
             train_data = pipeline.train(epoch, config.train_split)
             val_data = pipeline.eval(config.val_split)
             if pipeline.loader != "tf":
