@@ -39,10 +39,13 @@ def _command_line() -> str:
 def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset folder written by `fusekit balance`."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="resnet50, densenet121, densenet40, cnn1, cnn2, "
-                                                                   "cnn3 (or tiny, for smoke tests)."),
+                                                                   "cnn3, vgg48 (or tiny, for smoke tests)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="paper (SGD 1e-4, L2 1e-3, 112 px RGB, flips and "
-                                                                "rotations) or cnn-baseline (Adam, 75 epochs, 48 px "
-                                                                "grey)."),
+                                                                "rotations), cnn-baseline (Adam, 75 epochs, 48 px "
+                                                                "grey) or fer-strong (vgg48, SGD Nesterov 0.01, weight "
+                                                                "decay 1e-3, cosine with 5 warm-up epochs, label "
+                                                                "smoothing 0.1, flip,crop=4,zoom=0.1,rotate=10,erase=0.5,"
+                                                                " 300 epochs, 48 px grey). Flags override it."),
     run: Optional[str] = typer.Option(None, "--run", help="Run name: runs/NAME/ (default: the model name, with "
                                                           "-PRESET, made unique)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run (--run, or the latest) where it stopped."),
@@ -57,11 +60,29 @@ def train(
     optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd or adam."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate."),
     momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum (default: 0.9)."),
-    l2: Optional[float] = typer.Option(None, "--l2", help="L2 kernel regularisation factor."),
+    l2: Optional[float] = typer.Option(None, "--l2", help="L2 kernel regularisation factor (a loss term on the conv "
+                                                          "and dense kernels)."),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum (SGD only; "
+                                                                                  "default: off)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="The optimizer's decoupled weight decay "
+                                                                              "on every weight: each step w -= lr * "
+                                                                              "wd * w (1e-3 here is PyTorch SGD's "
+                                                                              "1e-4 under momentum 0.9; default 0)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="Learning rate: none (constant), cosine (to 0 at "
+                                                                    "the last step) or plateau (x0.75 after 5 epochs "
+                                                                    "without a better val accuracy). Default none."),
+    warmup_epochs: Optional[float] = typer.Option(None, "--warmup-epochs", help="Linear warm-up to --lr over this "
+                                                                                "many epochs (step by step; by whole "
+                                                                                "epochs with plateau). Default 0."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="Cross-entropy against (1 - e) "
+                                                                                    "one-hot + e / classes (default "
+                                                                                    "0)."),
     class_weights: bool = typer.Option(False, "--class-weights", help="Weight the loss by the dataset's "
                                                                      "class_weights.json."),
     augment: Optional[str] = typer.Option(None, "--augment", help="e.g. flip,rotate=5,shift=0.1,brightness=0.2,"
-                                                                  "contrast=0.2,color=0.2, or none."),
+                                                                  "contrast=0.2,color=0.2, crop=4 (pad 4 px, random "
+                                                                  "crop back), zoom=0.1 (scale 1 +- 0.1), erase=0.5 "
+                                                                  "(random erasing, probability), or none."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping: epochs without a better "
                                                                     "validation loss (0: off)."),
     seed: int = typer.Option(0, "--seed", help="Seed of shuffling, augmentation, dropout and initialisation."),
@@ -81,7 +102,9 @@ def train(
         data=data, model=model, preset=preset, run=run, resume=resume, init=init,
         weights=str(weights) if weights else None, input_size=input_size,
         channels=None if grey is None else (1 if grey else 3), epochs=epochs, batch_size=batch_size,
-        optimizer=optimizer, lr=lr, momentum=momentum, l2=l2, class_weights=class_weights, augment=augment,
+        optimizer=optimizer, lr=lr, momentum=momentum, l2=l2, nesterov=nesterov, weight_decay=weight_decay,
+        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+        class_weights=class_weights, augment=augment,
         patience=patience, seed=seed, loader=loader, workers=workers, precision=precision,
         keep_checkpoints=keep_checkpoints, max_steps=max_steps, command=_command_line(),
     )
@@ -105,6 +128,11 @@ def evaluate(
     by_source: bool = typer.Option(False, "--by-source", help="Also score each source dataset's samples alone."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or an epoch number."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip (the picture and its mirror) or "
+                                                  "ten-crop (the picture resized to input + 4 px, its four corner "
+                                                  "crops and centre crop of the input size, and their mirrors); "
+                                                  "softmax averaged. Written to eval/SPLIT-tta-MODE/, beside the "
+                                                  "plain figures."),
 ) -> None:
     """Accuracy, macro-F1, balanced accuracy, per-class scores, confusion matrices and curves of a run."""
     _quiet_backend()
@@ -112,7 +140,7 @@ def evaluate(
     from fusekit.train.evaluate import render_eval
 
     report = run_evaluate(_workspace(), EvalConfig(run=run, data=data, split=split, by_source=by_source,
-                                                    checkpoint=checkpoint, batch_size=batch_size))
+                                                    checkpoint=checkpoint, batch_size=batch_size, tta=tta))
     _echo(render_eval(report))
 
 
