@@ -47,15 +47,16 @@ def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
     ``config.faces``): a second ingest of the same variant stops at once, one of another dataset runs beside it. The
     unit is known once the layout is detected, so detection (and the extraction of an archive ``--source``, under
     a lock of its own) runs first, with the workspace lock only."""
+    notes: list[str] = []
+    source_path = Path(config.source).resolve()
+    archive = archive_kind(source_path) is not None
+    if not archive:  # a folder's layout is detected before anything (lock files included) is written
+        manifest, cls, anchor = plan(config, workspace, notes)
     with locks.writing(workspace, ()):
-        notes: list[str] = []
-        source_path = Path(config.source).resolve()
-        if archive_kind(source_path) is not None:
+        if archive:
             key = "extract--" + hashlib.sha256(str(source_path).encode()).hexdigest()[:16]
             with locks.writing(workspace, [key], doing=f"extracting {source_path.name}"):
                 manifest, cls, anchor = plan(config, workspace, notes)
-        else:
-            manifest, cls, anchor = plan(config, workspace, notes)
         source = cls(anchor, manifest.variant(cls.variant), config.options)
         with locks.writing(workspace, [unit_name(source.dataset_name, cls.variant)]):
             return run_ingest(workspace, config, (manifest, cls, anchor, notes))

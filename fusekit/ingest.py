@@ -297,7 +297,7 @@ def plan(config: IngestConfig, workspace: Workspace | None = None,
         path = extraction.folder
         if notes is not None:
             notes.append(extraction.note())
-    cls, anchor = source_registry.detect(manifest, path, variant)
+    cls, anchor = source_registry.detect(manifest, path, variant, config.options)
     return manifest, cls, anchor
 
 

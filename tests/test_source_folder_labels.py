@@ -275,6 +275,7 @@ def test_a_flat_folder_without_a_list_keeps_the_layout_message(tmp_path: Path, c
     assert code == 2
     assert err.strip() == (f"Error: {root} is not a Any class-per-folder tree layout: expected <root>/<class>/<image> "
                            f"or <root>/<split>/<class>/<image>; found a.png")
+    assert not (tmp_path / "ws").exists()  # refused at detection: nothing written, not even the workspace
 
 
 def test_a_metadata_csv_without_label_columns(tmp_path: Path) -> None:

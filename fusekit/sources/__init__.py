@@ -7,6 +7,7 @@ source class, is listed by ``fusekit datasets`` as not supported.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fusekit.errors import ConfigError, LayoutNotRecognised, NotSupportedYet
 from fusekit.manifests import Manifest
@@ -34,7 +35,8 @@ def implemented(dataset: str, variant: str) -> bool:
     return (dataset, variant) in REGISTRY
 
 
-def detect(manifest: Manifest, path: Path, variant: str | None = None) -> tuple[type[Source], Path]:
+def detect(manifest: Manifest, path: Path, variant: str | None = None,
+           options: dict[str, Any] | None = None) -> tuple[type[Source], Path]:
     """The source class and anchor for ``path``; raises ``LayoutNotRecognised`` with expected vs found."""
     if variant is not None:
         spec = manifest.variant(variant)
@@ -51,7 +53,7 @@ def detect(manifest: Manifest, path: Path, variant: str | None = None) -> tuple[
                 f"Until then, a class-per-folder copy can go in with `fusekit ingest folder --source PATH`."
             )
     for cls in candidates:
-        anchor = cls.find(path)
+        anchor = cls.find_for(path, options or {})
         if anchor is not None:
             return cls, anchor
     expected = " or ".join(manifest.variants[c.variant].layout for c in candidates)

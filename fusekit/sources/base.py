@@ -279,6 +279,11 @@ class Source(ABC):
     def find(cls, path: Path) -> Path | None:
         """The anchor of this layout at or under ``path``, or None. Must be cheap (no full walk)."""
 
+    @classmethod
+    def find_for(cls, path: Path, options: dict[str, Any]) -> Path | None:
+        """``find`` for a layout whose recognition depends on the ingest's options (a folder with ``--labels``)."""
+        return cls.find(path)
+
     @abstractmethod
     def records(self) -> Iterator[Record]:
         """Every entry of the layout, in a deterministic order."""

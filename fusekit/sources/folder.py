@@ -180,6 +180,15 @@ class ClassFolders(FolderSource):
             current = inner[0]
         return path
 
+    @classmethod
+    def find_for(cls, path: Path, options: dict) -> Path | None:
+        """A flat folder is a layout only with a label file (``--labels``): without one, and without class folders or
+        a metadata file, the layout is not recognised before anything is written."""
+        anchor = cls.find(path)
+        if anchor is None or options.get("labels") or has_class_folders(anchor) or metadata_file(anchor) is not None:
+            return anchor
+        return None
+
     @property
     def dataset_name(self) -> str:
         name = str(self.option("name", "") or self.root.name).strip().lower().replace(" ", "-")
