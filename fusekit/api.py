@@ -68,6 +68,7 @@ def faces(workspace: Workspace, config: Any = None, units: list[str] | None = No
     from fusekit.faces import run_faces
     from fusekit.faces.stage import TABLES
 
+    require(workspace)
     available = workspace.units("images")
     if units is None:
         names = {u for table in ("images", *TABLES) for u in workspace.units(table)}

@@ -1087,10 +1087,7 @@ def _missing_ws(tmp, capsys, monkeypatch, detector):
     assert not (tmp / "nowhere").exists()
 
 
-@run_case("missing workspace given to fusekit faces",
-          xfail="bug: `fusekit faces` does not call api.require: pointed at a workspace that does not exist (a typo) "
-                "it creates one (tables/, .locks/) and exits 0 with 'no images in the workspace yet', where dedupe, "
-                "balance, status and remove refuse it (issue 15, item 7)")
+@run_case("missing workspace given to fusekit faces")  # found by this suite: faces created the workspace, exit 0
 def _missing_ws_faces(tmp, capsys, monkeypatch, detector):
     code, out, err = call_cli(capsys, "faces", workspace=tmp / "nowhere")
     assert (code, out, err) == (2, "", f"Error: no workspace at {tmp / 'nowhere'} (run fusekit ingest first)\n")
