@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,19 @@ def call_cli(capsys, *argv: str, workspace: Path | None = None) -> tuple[int, st
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@contextlib.contextmanager
+def fail_after(seconds: int, what: str):
+    """Raise TimeoutError in the test after ``seconds`` (SIGALRM): a test that blocks (a FIFO or device opened for
+    reading) fails instead of hanging the run."""
+    def expired(signum, frame):  # noqa: ARG001
+        raise TimeoutError(f"blocked for {seconds} s ({what})")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

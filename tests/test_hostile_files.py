@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import socket
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from helpers import write_image
+from helpers import fail_after, write_image
 
 from fusekit import imageio
 from fusekit.config import IngestConfig
@@ -38,14 +37,8 @@ LATIN1_TEXT = "happy/caf%E9.png"  # how the tables name it (imageio.text_name)
 @pytest.fixture(autouse=True)
 def alarm():
     """Fail a test that blocks (e.g. reading a FIFO) after 120 s instead of hanging the run."""
-    def expired(signum, frame):  # noqa: ARG001
-        raise TimeoutError("the test blocked for 120 s (a FIFO or socket opened for reading?)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with fail_after(120, "a FIFO or socket opened for reading?"):
+        yield
 
 
 def _picture(seed: int) -> bytes:

@@ -24,7 +24,6 @@ import errno
 import io
 import os
 import shutil
-import signal
 import struct
 import tarfile
 import zipfile
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from helpers import call_cli, pixels
+from helpers import call_cli, fail_after, pixels
 from PIL import Image
 
 import fusekit.workspace as workspace_module
@@ -58,14 +57,8 @@ TESTS = Path(__file__).parent
 @pytest.fixture(autouse=True)
 def alarm():
     """A case that blocks (a FIFO or device opened for reading) fails after 60 s instead of hanging the run."""
-    def expired(signum, frame):  # noqa: ARG001
-        raise TimeoutError("the case blocked for 60 s (a FIFO, socket or device opened for reading?)")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with fail_after(60, "a FIFO, socket or device opened for reading?"):
+        yield
 
 
 @pytest.fixture(scope="module")
