@@ -82,3 +82,23 @@ def fail_after(seconds: int, what: str):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def disk_fills_after(monkeypatch, writes: int):
+    """Part writes (``fusekit.workspace.write_parquet_atomic``) beyond the first ``writes`` raise ENOSPC, as a disk
+    that fills up mid-run. Returns the function that undoes it (the disk has room again)."""
+    import errno
+
+    import fusekit.workspace as workspace_module
+
+    real = workspace_module.write_parquet_atomic
+    calls = {"n": 0}
+
+    def fills_up(table, path):
+        calls["n"] += 1
+        if calls["n"] > writes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(table, path)
+
+    monkeypatch.setattr(workspace_module, "write_parquet_atomic", fills_up)
+    return lambda: monkeypatch.setattr(workspace_module, "write_parquet_atomic", real)

@@ -20,11 +20,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import call_cli
+from helpers import call_cli, disk_fills_after
 from test_faces import FakeDetector, class_folder, read
 
 import fusekit.faces.detect as detect_module
-import fusekit.workspace as workspace_module
 from fusekit.config import IngestConfig
 from fusekit.dedupe import run_dedupe
 from fusekit.faces import FacesConfig, run_faces
@@ -175,23 +174,14 @@ def test_disk_full_during_faces_is_a_user_error_and_the_rerun_resumes(tmp_path, 
     src = class_folder(tmp_path / "faces-src", 8)
     ws = Workspace(tmp_path / "ws")
     run_ingest(ws, IngestConfig(name="folder", source=src, faces=False))
-    real = workspace_module.write_parquet_atomic
-    calls = {"n": 0}
-
-    def fills_up(table, path):
-        calls["n"] += 1
-        if calls["n"] > 2:  # the first part (faces + face_rejects) is written, then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(table, path)
-
-    monkeypatch.setattr(workspace_module, "write_parquet_atomic", fills_up)
+    room_again = disk_fills_after(monkeypatch, 2)  # the first part (faces + face_rejects) is written, then full
     code, _, err = call_cli(capsys, "faces", "--chunk-size", "3", workspace=ws.root)
     assert code == 2, err
     assert _one_line_error(err) == (f"disk full at {ws.root}: free space and run the same command again (it "
                                     f"resumes)")
     assert not ws.units(FACES)  # nothing half-made is visible
 
-    monkeypatch.setattr(workspace_module, "write_parquet_atomic", real)
+    room_again()
     code, out, err = call_cli(capsys, "faces", "--chunk-size", "3", workspace=ws.root)
     assert code == 0, err
     assert "resumed 1 of 3 parts" in out, out  # the part written before the disk filled up is not redone

@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as pads
 import pytest
-from helpers import call_cli, fail_after, pixels
+from helpers import call_cli, disk_fills_after, fail_after, pixels
 from PIL import Image
 
-import fusekit.workspace as workspace_module
 from fusekit.balance import BalanceConfig, run_balance
 from fusekit.config import IngestConfig
 from fusekit.dedupe import DedupeConfig, run_dedupe
@@ -1133,22 +1132,13 @@ def _read_only(tmp, capsys, monkeypatch, detector):
 @run_case("disk full during ingest")
 def _disk_full(tmp, capsys, monkeypatch, detector):
     ws = tmp / "ws"
-    real = workspace_module.write_parquet_atomic
-    calls = {"n": 0}
-
-    def fills_up(table, path):
-        calls["n"] += 1
-        if calls["n"] > 2:  # the first part (images + rejects) is written, then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(table, path)
-
-    monkeypatch.setattr(workspace_module, "write_parquet_atomic", fills_up)
+    room_again = disk_fills_after(monkeypatch, 2)  # the first part (images + rejects) is written, then full
     source = good_folder(tmp)  # written once: a source that changed is ingested afresh, not resumed
     code, _, err = ingest_cli(capsys, ws, source, "--chunk-size", "1")
     assert (code, error_line(err)) == (2, f"disk full at {ws}: free space and run the same command again (it "
                                           f"resumes)")
     assert not Workspace(ws).units("images")  # nothing half-made is visible
-    monkeypatch.setattr(workspace_module, "write_parquet_atomic", real)
+    room_again()
     code, out, err = ingest_cli(capsys, ws, source, "--chunk-size", "1")
     assert code == 0 and "resumed 1 of 3 parts" in out, (out, err)
     assert finish(ws, detector) == good_ids()
