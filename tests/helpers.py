@@ -102,3 +102,23 @@ def disk_fills_after(monkeypatch, writes: int):
 
     monkeypatch.setattr(workspace_module, "write_parquet_atomic", fills_up)
     return lambda: monkeypatch.setattr(workspace_module, "write_parquet_atomic", real)
+
+
+def kill_after_epoch(monkeypatch, epoch: int, train) -> None:
+    """Run ``train()`` with the run killed (KeyboardInterrupt) right after epoch ``epoch`` is committed, as a kill
+    during the next epoch would leave it; the loop is restored afterwards."""
+    import pytest
+
+    from fusekit.train import loop
+
+    advance = loop._advance
+
+    def killed(run, model, state, row, config):
+        advance(run, model, state, row, config)
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_advance", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(loop, "_advance", advance)

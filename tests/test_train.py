@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers import kill_after_epoch
+
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
@@ -289,20 +291,9 @@ def test_evaluate_reports_the_test_split_whole_and_without_flagged_faces(trained
 def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(trained, monkeypatch):
     import keras
 
-    from fusekit.train import loop
-
     root, data, _ = trained  # the fixture's run "learn" is the uninterrupted run
-    advance = loop._advance
-
-    def killed_after_two(run, model, state, row, config):
-        advance(run, model, state, row, config)
-        if row["epoch"] == 2:
-            raise KeyboardInterrupt  # killed during epoch 3: state.json says 2 epochs
-
-    monkeypatch.setattr(loop, "_advance", killed_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        _train(root / "ws", data, run="killed", class_weights=True)
-    monkeypatch.setattr(loop, "_advance", advance)
+    # killed during epoch 3: state.json says 2 epochs
+    kill_after_epoch(monkeypatch, 2, lambda: _train(root / "ws", data, run="killed", class_weights=True))
     report = _train(root / "ws", None, run="killed", resume=True)
     assert report.resumed_from == 2 and report.epochs_done == 6
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import kill_after_epoch
 from test_train import band_image, write_shards
 
 LN7 = math.log(7)
@@ -334,22 +335,6 @@ def _tiny_strong(workspace, data, run, schedule="cosine", **kw):
     return run_train(workspace, TrainConfig(**{**settings, **kw}))
 
 
-def _kill_after_first_epoch(monkeypatch, train):
-    from fusekit.train import loop
-
-    advance = loop._advance
-
-    def killed(run, model, state, row, config):
-        advance(run, model, state, row, config)
-        if row["epoch"] == 1:
-            raise KeyboardInterrupt  # killed during epoch 2: state.json says 1 epoch
-
-    monkeypatch.setattr(loop, "_advance", killed)
-    with pytest.raises(KeyboardInterrupt):
-        train()
-    monkeypatch.setattr(loop, "_advance", advance)
-
-
 def _assert_same_run(runs: Path, a: str, b: str, epoch: int = 3) -> None:
     import keras
 
@@ -376,7 +361,7 @@ def test_resume_keeps_the_cosine_schedule_exact(tiny, monkeypatch):
     from fusekit.train import TrainConfig, run_train
 
     root, data, whole = tiny
-    _kill_after_first_epoch(monkeypatch, lambda: _tiny_strong(root / "ws", data, "killed"))
+    kill_after_epoch(monkeypatch, 1, lambda: _tiny_strong(root / "ws", data, "killed"))
     resumed = run_train(root / "ws", TrainConfig(run="killed", resume=True, verbose=False))
     assert resumed.resumed_from == 1 and resumed.epochs_done == 3
     lrs = [h["lr"] for h in whole.history]
@@ -393,7 +378,7 @@ def test_resume_keeps_the_plateau_schedule_exact(tmp_path, monkeypatch):
     data = write_shards(tmp_path / "ds", per_class={"train": 8, "val": 2, "test": 2}, size=48, shards=1)
     train = lambda run: _tiny_strong(tmp_path / "ws", data, run, schedule="plateau", warmup_epochs=2)  # noqa: E731
     whole = train("whole")
-    _kill_after_first_epoch(monkeypatch, lambda: train("killed"))
+    kill_after_epoch(monkeypatch, 1, lambda: train("killed"))
     resumed = run_train(tmp_path / "ws", TrainConfig(run="killed", resume=True, verbose=False))
     lrs = [h["lr"] for h in whole.history]
     assert lrs == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])  # warm-up by whole epochs, then the full rate
