@@ -5,7 +5,7 @@ The template is InsightFace's ArcFace 112×112 template (eyes, nose tip, mouth c
 crops, made mirror-symmetric) zoomed by ``TEMPLATE_ZOOM`` about (55.5, 72): the face fills more of the crop, as in the expression benchmarks.
 At ArcFace's own framing a crop of a 48×48 FER-2013 picture reaches outside it for a median 31% of its area (the
 benchmark's faces are cropped tight: eyes 18 px apart in 48), and whatever a crop takes from outside the picture is
-made up. Zoomed by 1.3 the median is 4% on real FER-2013 (docs/quality.md); the chin below the mouth is cut, the
+made up. Zoomed by 1.3 the median is 2.1% on real FER-2013 (docs/quality.md); the chin below the mouth is cut, the
 eyes, brows and mouth stay. The same framing is used for every source, so no source is recognisable by it.
 Outside the picture a crop is filled with one constant (black, as InsightFace's ``norm_crop``), never by reflection,
 which paints mirrored eyes and mouths into the border; ``outside_fraction`` says how much of a crop is fill.
