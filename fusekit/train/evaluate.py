@@ -210,7 +210,7 @@ def run_evaluate(workspace, config: EvalConfig) -> EvalReport:
 
     def predictions(load_size: int, mode: str) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
         """(labels, averaged softmax, plain softmax) per batch of the split read at ``load_size``."""
-        spec = InputSpec(size=load_size, channels=saved["channels"], batch_size=config.batch_size or
+        spec = InputSpec(size=load_size, channels=saved["channels"], cache_bytes=0, batch_size=config.batch_size or
                          saved.get("batch_size") or 64, loader=config.loader,
                          workers=config.workers if config.workers is not None else _default_workers())
         pipeline = InputPipeline(shards, spec)
