@@ -100,6 +100,19 @@ def balance(workspace: Workspace, config: Any = None) -> Any:
         return run_balance(workspace, config)
 
 
+def report(workspace: Workspace, out: str | Path | None = None) -> Path:
+    """Write the workspace's HTML report (``fusekit.report``; default ``<workspace>/report.html``); its path.
+
+    Reads under the swap lock held shared, as ``status`` does: every table as it was before a concurrent swap or
+    after it."""
+    from fusekit.report import write_report
+
+    require(workspace)
+    workspace.recover()
+    with locks.reading(workspace):
+        return write_report(workspace, out)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     manifest: Manifest
@@ -226,5 +239,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
+__all__ = ["ingest", "faces", "dedupe", "balance", "report", "datasets", "remove", "status", "require", "NoWorkspace",
            "IngestConfig", "Workspace"]
