@@ -24,7 +24,7 @@ SECTIONS = (
     ("crawl", "Crawl yield"),
     ("review", "Review"),
     ("runs", "Runs"),
-    ("explain", "Feature visualisation (Grad-CAM)"),
+    ("explain", "Feature visualisation (class activation maps)"),
 )
 
 CSS = """
@@ -328,7 +328,9 @@ def _explain(data: ReportData) -> str:
     parts = []
     for run in shown:
         info = run.explain_info or {}
-        parts.append(f"<h3>{escape(run.name)}</h3><p class=\"note\">Grad-CAM on layer "
+        method = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM (Grad-CAM's element-wise form)"}.get(
+            str(info.get("method")), str(info.get("method")))
+        parts.append(f"<h3>{escape(run.name)}</h3><p class=\"note\">{escape(method)} on layer "
                      f"{escape(str(info.get('layer')))} ({escape(str(info.get('backend')))}), for each face's true "
                      f"class, over faces of the {escape(str(info.get('split')))} split: the face, then its heat map "
                      f"(red = what raised the class score)</p>")
