@@ -22,10 +22,10 @@ def _ticks(top: float, count: int = 4) -> list[float]:
     raw = top / count
     magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
     step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw), default=raw)
-    ticks, value = [], 0.0
-    while value <= top * 1.0001:
-        ticks.append(round(value, 6))
+    ticks, value = [0.0], 0.0
+    while ticks[-1] < top * 0.9999:  # up to the first tick at or above the top
         value += step
+        ticks.append(round(value, 6))
     return ticks
 
 

@@ -38,7 +38,7 @@ table{border-collapse:collapse;margin:6px 0 10px;font-size:12px}th,td{border:1px
 th{background:#f5f5f5}td.l,th.l{text-align:left}.note{color:#666;font-style:italic}
 .grid{display:flex;flex-wrap:wrap;gap:3px;align-items:center;margin:2px 0 8px}.grid span{width:110px;font-size:12px}
 .grid img{width:64px;height:64px;image-rendering:auto;border:1px solid #ccc}
-.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:6px 0}figure img{max-width:100%;border:1px solid #ccc}
+.charts,.row{display:flex;flex-wrap:wrap;gap:4px 24px;align-items:flex-start}figure{margin:6px 0}figure img{max-width:100%;border:1px solid #ccc}
 figcaption{font-size:12px;color:#555}
 """
 
@@ -127,8 +127,8 @@ def _funnel(data: ReportData) -> str:
     names = [s.name for s in data.funnel]
     for missing in [m for m in ("faces", "dedupe", "balance") if m not in names]:
         parts.append(_not_run(f"{missing}: not run"))
-    for stage in data.funnel:
-        parts.append(_stage_table(stage))
+    parts.append('<div class="row">' + "".join(f"<div>{_stage_table(stage)}</div>" for stage in data.funnel)
+                 + "</div>")
     return _section("funnel", "".join(parts))
 
 
@@ -334,7 +334,7 @@ def _explain(data: ReportData) -> str:
                      f"{escape(str(info.get('layer')))} ({escape(str(info.get('backend')))}), for each face's true "
                      f"class, over faces of the {escape(str(info.get('split')))} split: the face, then its heat map "
                      f"(red = what raised the class score)</p>")
-        for cls, uri in run.explain:
-            parts.append(f'<figure><img src="{uri}" alt="Grad-CAM {escape(cls)}"><figcaption>{escape(cls)}'
-                         f"</figcaption></figure>")
+        parts.append('<div class="row">' + "".join(
+            f'<figure><img src="{uri}" alt="Grad-CAM {escape(cls)}"><figcaption>{escape(cls)}</figcaption></figure>'
+            for cls, uri in run.explain) + "</div>")
     return _section("explain", "".join(parts))
