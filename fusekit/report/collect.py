@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fusekit import locks
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace
@@ -277,17 +278,42 @@ def _samples(workspace, faces, decisions) -> dict[str, list[Thumb]]:
               for c in [c for c in ALL_CLASSES if c in by_class] + sorted(set(by_class) - set(ALL_CLASSES))}
     chosen.update({f"source:{d}": _round_robin(by_source[d], SAMPLES_PER_ROW) for d in sorted(by_source)})
     wanted = sorted({i for ids in chosen.values() for i in ids})
-    crops = {}
-    if wanted:
-        table = workspace.read("faces", FACES_SCHEMA, columns=["id", "dataset", "label", "image"],
-                               filter=pc.field("id").isin(wanted))
-        for row in table.to_pylist():
-            crops[row["id"]] = (row["dataset"], row["label"], (row["image"] or {}).get("bytes"))
+    crops = _crops(workspace, set(wanted))
     out = {}
     for key, ids in chosen.items():
         out[key] = [Thumb(i, crops[i][0], crops[i][1] or "?", thumbnail(crops[i][2]))
                     for i in ids if i in crops and crops[i][2]]
     return out
+
+
+def _crops(workspace, wanted: set[str]) -> dict[str, tuple[str, str, bytes | None]]:
+    """id -> (dataset, label, PNG bytes) of the ``wanted`` faces. Only the parts that hold one are read, and of those
+    only the wanted rows' images are kept (a faces table holds gigabytes of crops; the page shows a hundred)."""
+    crops: dict[str, tuple[str, str, bytes | None]] = {}
+    if not wanted:
+        return crops
+    with locks.reading(workspace):
+        for unit in workspace.units("faces"):
+            for path in sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet")):
+                ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+                rows = [i for i, face_id in enumerate(ids) if face_id in wanted]
+                if not rows:
+                    continue
+                table = pq.read_table(path, columns=["id", "dataset", "label", "image"]).take(rows)
+                for row in table.to_pylist():
+                    crops[row["id"]] = (row["dataset"], row["label"], (row["image"] or {}).get("bytes"))
+    return crops
+
+
+def _jpeg_uri(data: bytes) -> str:
+    """A picture as a JPEG data URI (a map grid is a third of the size of its PNG)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=88, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def thumbnail(data: bytes, side: int = THUMB_SIDE) -> str:
@@ -414,7 +440,6 @@ def _runs(folder: Path) -> list[RunData]:
             for entry in info.get("classes", []):
                 png = explain_dir / entry["file"]
                 if png.is_file():
-                    grids.append((entry["class"],
-                                  "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")))
+                    grids.append((entry["class"], _jpeg_uri(png.read_bytes())))
         runs.append(RunData(run_dir.name, config, history, state, evals, grids, info))
     return runs
