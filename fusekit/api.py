@@ -114,17 +114,18 @@ def report(workspace: Workspace, out: str | Path | None = None) -> Path:
 
 
 def explain(workspace: Workspace, config: Any = None) -> Any:
-    """Grad-CAM maps of a run over sample faces per class (``fusekit.explain``), written to ``runs/NAME/explain/``.
+    """Class activation maps of a run over sample faces per class (``fusekit.explain``), written to
+    ``runs/NAME/explain/``.
 
     Composes the train stage (the run, its model, its dataset's shards and decoding) with the explain stage, which
     takes a loaded model and decoded faces."""
+    import numpy as np
+
     from fusekit.explain import ExplainConfig, choose, explain_faces
     from fusekit.train.data import open_shards, read_columns
     from fusekit.train.decode import decode
     from fusekit.train.evaluate import checkpoint_path, resolve_run
     from fusekit.train.models import load_model
-
-    import numpy as np
 
     config = config or ExplainConfig()
     if config.per_class < 1:
@@ -283,5 +284,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "report", "explain", "datasets", "remove", "status", "require", "NoWorkspace",
-           "IngestConfig", "Workspace"]
+__all__ = ["ingest", "faces", "dedupe", "balance", "report", "explain", "datasets", "remove", "status", "require",
+           "NoWorkspace", "IngestConfig", "Workspace"]

@@ -8,7 +8,6 @@ every section is there, every picture decodes, and no request leaves the page.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -95,14 +94,15 @@ def test_page_is_self_contained_and_the_same_bytes_every_time(small, capsys):
     page = out.read_text(encoding="utf-8")
     for sid in SECTION_IDS:
         assert len(re.findall(f'<section id="{sid}">', page)) == 1, sid
-    sections = dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.S))
+    sections = dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.DOTALL))
     for sid, says in (("crawl", "crawl: not run"), ("runs", "train: not run"), ("explain", "explain: not run"),
                       ("balance", "balance: not run")):
         assert says in sections[sid], sid
     assert "no reviews yet" not in sections["review"] and ">accept</td><td>2</td>" in sections["review"]
     assert "dedupe sent 1 faces to review" in sections["review"]
     sources = re.findall(r'\ssrc="([^"]*)"', page)
-    assert len(sources) == page.count("<img ") == 2 + 1 + 1 + 3 + 1  # per class happy, sad, fear; per source alpha, beta
+    # per class: happy 2, sad 1, fear 1; per source: alpha 3, beta 1
+    assert len(sources) == page.count("<img ") == 2 + 1 + 1 + 3 + 1
     assert all(s.startswith("data:image/") for s in sources)
     assert "<script" not in page and "<link" not in page and "url(" not in page
     assert "default-src 'none'" in page
@@ -142,7 +142,7 @@ def test_demo_ends_with_the_path_of_its_report(demo):
     ws, out = demo
     assert out.strip().splitlines()[-1] == f"report: {ws.root / 'report.html'}"
     page = (ws.root / "report.html").read_text(encoding="utf-8")
-    runs = dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.S))["runs"]
+    runs = dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.DOTALL))["runs"]
     assert "demo-tiny on test" in runs and 'class="confusion"' in runs and 'class="by-source"' in runs
 
 
@@ -194,6 +194,6 @@ def test_demo_report_renders_offline_in_headless_chromium(demo, tmp_path):
 @pytest.mark.slow
 def test_demo_report_again_is_the_same_bytes(demo, tmp_path):
     ws, _ = demo
-    code, out, err = run_cli("report", "-o", str(tmp_path / "again.html"), workspace=ws.root)
+    code, _, err = run_cli("report", "-o", str(tmp_path / "again.html"), workspace=ws.root)
     assert code == 0, err
     assert (tmp_path / "again.html").read_bytes() == (ws.root / "report.html").read_bytes()

@@ -1,4 +1,5 @@
-"""`fusekit explain`: class activation maps (HiResCAM, or Grad-CAM with ``method="gradcam"``) over sample faces of each class of a run, written to ``runs/NAME/explain/``.
+"""`fusekit explain`: class activation maps (HiResCAM, or Grad-CAM with ``method="gradcam"``) over sample faces of
+each class of a run, written to ``runs/NAME/explain/``.
 
 ::
 

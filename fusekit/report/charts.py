@@ -5,6 +5,7 @@ Numbers are written with a fixed precision, so the same data gives the same byte
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Sequence
 
@@ -13,7 +14,7 @@ FONT = 'font-family="sans-serif" font-size="11"'
 
 
 def _n(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".") if value == value else "0"
+    return "0" if math.isnan(value) else f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _ticks(top: float, count: int = 4) -> list[float]:
@@ -32,7 +33,8 @@ def _ticks(top: float, count: int = 4) -> list[float]:
 def _legend(names: Sequence[str], x: float, y: float) -> list[str]:
     parts = []
     for i, name in enumerate(names):
-        parts.append(f'<rect x="{_n(x)}" y="{_n(y + 15 * i)}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+        parts.append(f'<rect x="{_n(x)}" y="{_n(y + 15 * i)}" width="10" height="10" '
+                     f'fill="{PALETTE[i % len(PALETTE)]}"/>'
                      f'<text x="{_n(x + 14)}" y="{_n(y + 15 * i + 9)}" {FONT}>{escape(name)}</text>')
     return parts
 

@@ -31,14 +31,18 @@ CSS = """
 body{font-family:sans-serif;margin:0;color:#222;background:#fafafa;font-size:14px}
 header{background:#263238;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
 header p{margin:4px 0 0;color:#b0bec5;font-size:12px}
-nav{background:#eceff1;padding:6px 24px;position:sticky;top:0}nav a{margin-right:14px;color:#1565c0;text-decoration:none}
-main{padding:0 24px 40px}section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;margin:16px 0;padding:8px 16px}
+nav{background:#eceff1;padding:6px 24px;position:sticky;top:0}
+nav a{margin-right:14px;color:#1565c0;text-decoration:none}
+main{padding:0 24px 40px}
+section{background:#fff;border:1px solid #e0e0e0;border-radius:6px;margin:16px 0;padding:8px 16px}
 h2{font-size:17px;margin:8px 0}h3{font-size:15px;margin:14px 0 6px}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:12px}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:12px}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
 th{background:#f5f5f5}td.l,th.l{text-align:left}.note{color:#666;font-style:italic}
 .grid{display:flex;flex-wrap:wrap;gap:3px;align-items:center;margin:2px 0 8px}.grid span{width:110px;font-size:12px}
 .grid img{width:64px;height:64px;image-rendering:auto;border:1px solid #ccc}
-.charts,.row{display:flex;flex-wrap:wrap;gap:4px 24px;align-items:flex-start}figure{margin:6px 0}figure img{max-width:100%;border:1px solid #ccc}
+.charts,.row{display:flex;flex-wrap:wrap;gap:4px 24px;align-items:flex-start}
+figure{margin:6px 0}figure img{max-width:100%;border:1px solid #ccc}
 figcaption{font-size:12px;color:#555}
 """
 
@@ -282,10 +286,10 @@ def _runs(data: ReportData) -> str:
 def _run(run: RunData) -> str:
     cfg = run.config
     state = run.state
-    head = (f'<h3 id="run-{escape(run.name)}">{escape(run.name)}</h3><p class="note">model {escape(str(cfg.get("model")))}, '
-            f'{cfg.get("input_size")} px x {cfg.get("channels")}, {escape(str(cfg.get("optimizer")))} lr '
-            f'{cfg.get("lr")}, {state.get("epochs_done", 0)} of {cfg.get("epochs")} epochs, best epoch '
-            f'{state.get("best_epoch", 0)}</p>')
+    head = (f'<h3 id="run-{escape(run.name)}">{escape(run.name)}</h3><p class="note">model '
+            f'{escape(str(cfg.get("model")))}, {cfg.get("input_size")} px x {cfg.get("channels")}, '
+            f'{escape(str(cfg.get("optimizer")))} lr {cfg.get("lr")}, {state.get("epochs_done", 0)} of '
+            f'{cfg.get("epochs")} epochs, best epoch {state.get("best_epoch", 0)}</p>')
     parts = [head]
     if run.history:
         epochs = [h["epoch"] for h in run.history]
