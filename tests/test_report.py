@@ -197,3 +197,34 @@ def test_demo_report_again_is_the_same_bytes(demo, tmp_path):
     code, _, err = run_cli("report", "-o", str(tmp_path / "again.html"), workspace=ws.root)
     assert code == 0, err
     assert (tmp_path / "again.html").read_bytes() == (ws.root / "report.html").read_bytes()
+
+
+def test_runs_show_curves_confusion_and_sources_and_a_damaged_run_is_said(small, capsys):
+    """Run folders written as `fusekit train` / `evaluate` leave them (fusekit.train.runs), one of them damaged."""
+    import json
+
+    run = small.root / "runs" / "r1"
+    (run / "eval" / "test").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "tiny", "input_size": 24, "channels": 1, "epochs": 2,
+                                                 "optimizer": "adam", "lr": 0.001}))
+    (run / "state.json").write_text(json.dumps({"epochs_done": 2, "best_epoch": 2}))
+    (run / "history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy\n1,1.9,0.2,1.95,0.1\n"
+                                     "2,1.5,0.4,1.7,0.3\n")
+    (run / "eval" / "test" / "metrics.json").write_text(json.dumps({"n": 5, "accuracy": 0.6, "macro_f1": 0.5,
+                                                                    "balanced_accuracy": 0.55}))
+    (run / "eval" / "test" / "confusion.csv").write_text("true\\predicted,happy,sad\nhappy,2,1\nsad,1,1\n")
+    (run / "eval" / "test" / "by_source.csv").write_text(
+        "source,n,accuracy,balanced_accuracy,macro_f1\nalpha,3,0.666667,0.5,0.4\nbeta,2,0.5,0.5,0.33\n")
+    broken = small.root / "runs" / "r2"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    code, _, err = call_cli(capsys, "report", workspace=small.root)
+    assert code == 0, err
+    page = (small.root / "report.html").read_text(encoding="utf-8")
+    runs = dict(re.findall(r'<section id="(\w+)">(.*?)</section>', page, re.DOTALL))["runs"]
+    assert runs.count("<svg") == 2 + 1  # loss, accuracy, accuracy per source
+    assert "r1 on test" in runs and "accuracy 0.600, macro-F1 0.500" in runs
+    confusion = re.search(r'<table class="confusion">(.*?)</table>', runs, re.DOTALL).group(1)
+    assert re.findall(r"<td[^>]*>(\d+)</td>", confusion) == ["2", "1", "1", "1"]
+    assert ">alpha</td><td>3</td><td>0.667</td>" in runs
+    assert "r2" in runs and "this run folder could not be read: JSONDecodeError" in runs

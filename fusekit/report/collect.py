@@ -95,6 +95,7 @@ class RunData:
     evals: list[EvalData]
     explain: list[tuple[str, str]]  # (class, data URI of its Grad-CAM grid)
     explain_info: dict[str, Any] | None
+    error: str | None = None  # why (part of) the run folder could not be read
 
 
 @dataclass
@@ -417,29 +418,37 @@ def _runs(folder: Path) -> list[RunData]:
         return []
     runs = []
     for run_dir in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
-        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        state_path = run_dir / "state.json"
-        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
-        history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                   for row in csv.DictReader(io.StringIO((run_dir / "history.csv").read_text(encoding="utf-8")))] \
-            if (run_dir / "history.csv").is_file() else []
-        evals = []
-        for eval_dir in sorted(p for p in (run_dir / "eval").glob("*") if (p / "metrics.json").is_file()):
-            metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
-            matrix = _read_csv(eval_dir / "confusion.csv")
-            classes = matrix[0][1:] if matrix else list(metrics.get("classes") or [])
-            confusion = [[int(v) for v in row[1:]] for row in matrix[1:]]
-            by_source = [{"source": r[0], "n": int(r[1]), "accuracy": float(r[2]), "balanced_accuracy": float(r[3]),
-                          "macro_f1": float(r[4])} for r in _read_csv(eval_dir / "by_source.csv")[1:]]
-            evals.append(EvalData(eval_dir.name, metrics, classes, confusion, by_source))
-        explain_dir = run_dir / "explain"
-        info_path = explain_dir / "explain.json"
-        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
-        grids = []
-        if info is not None:
-            for entry in info.get("classes", []):
-                png = explain_dir / entry["file"]
-                if png.is_file():
-                    grids.append((entry["class"], _jpeg_uri(png.read_bytes())))
-        runs.append(RunData(run_dir.name, config, history, state, evals, grids, info))
+        try:
+            runs.append(_run(run_dir))
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:  # a damaged file: said, not fatal
+            runs.append(RunData(run_dir.name, {}, [], {}, [], [], None,
+                                error=f"{type(exc).__name__}: {exc}"))
     return runs
+
+
+def _run(run_dir: Path) -> RunData:
+    config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    history = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+               for row in csv.DictReader(io.StringIO((run_dir / "history.csv").read_text(encoding="utf-8")))] \
+        if (run_dir / "history.csv").is_file() else []
+    evals = []
+    for eval_dir in sorted(p for p in (run_dir / "eval").glob("*") if (p / "metrics.json").is_file()):
+        metrics = json.loads((eval_dir / "metrics.json").read_text(encoding="utf-8"))
+        matrix = _read_csv(eval_dir / "confusion.csv")
+        classes = matrix[0][1:] if matrix else list(metrics.get("classes") or [])
+        confusion = [[int(v) for v in row[1:]] for row in matrix[1:]]
+        by_source = [{"source": r[0], "n": int(r[1]), "accuracy": float(r[2]), "balanced_accuracy": float(r[3]),
+                      "macro_f1": float(r[4])} for r in _read_csv(eval_dir / "by_source.csv")[1:]]
+        evals.append(EvalData(eval_dir.name, metrics, classes, confusion, by_source))
+    explain_dir = run_dir / "explain"
+    info_path = explain_dir / "explain.json"
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
+    grids = []
+    if info is not None:
+        for entry in info.get("classes", []):
+            png = explain_dir / entry["file"]
+            if png.is_file():
+                grids.append((entry["class"], _jpeg_uri(png.read_bytes())))
+    return RunData(run_dir.name, config, history, state, evals, grids, info)

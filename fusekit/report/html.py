@@ -291,6 +291,8 @@ def _run(run: RunData) -> str:
             f'{escape(str(cfg.get("optimizer")))} lr {cfg.get("lr")}, {state.get("epochs_done", 0)} of '
             f'{cfg.get("epochs")} epochs, best epoch {state.get("best_epoch", 0)}</p>')
     parts = [head]
+    if run.error is not None:
+        parts.append(f'<p class="note">this run folder could not be read: {escape(run.error)}</p>')
     if run.history:
         epochs = [h["epoch"] for h in run.history]
         curves = [charts.lines(epochs, [("train", [h.get("loss") for h in run.history]),
