@@ -185,6 +185,15 @@ def test_demo_report_renders_offline_in_headless_chromium(demo, tmp_path):
         assert all(u == path.as_uri() or u.startswith("data:") for u in requests), [u[:80] for u in requests]
         assert "no reviews yet" in driver.find_element("id", "review").text
         shot = headless.full_page_png(driver, tmp_path / "report.png")
+        # the control: the same page with one picture from outside is caught by both checks above
+        tampered = tmp_path / "tampered.html"
+        tampered.write_text(html.replace("</main>", '<img src="http://example.com/x.png" alt="x"></main>'),
+                            encoding="utf-8")
+        driver.get(tampered.as_uri())
+        assert "http://example.com/x.png" in headless.requests_made(driver)
+        assert driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)") == [
+            "http://example.com/x.png"]
+        assert driver.execute_script("return document.images[document.images.length - 1].naturalWidth") == 0
     from PIL import Image
 
     with Image.open(shot) as image:
