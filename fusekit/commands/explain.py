@@ -22,7 +22,8 @@ def explain(
                                                             "or gradcam (spatially averaged gradients); the same map "
                                                             "on globally pooled models (resnet50, densenet)."),
 ) -> None:
-    """Write Grad-CAM heat maps over sample faces per class to runs/RUN/explain/ (shown by `fusekit report`)."""
+    """Write class activation maps (HiResCAM, or Grad-CAM) over sample faces per class to runs/RUN/explain/ (shown by
+    `fusekit report`)."""
     from fusekit import api
     from fusekit.commands.train import _quiet_backend
     from fusekit.explain import ExplainConfig, render_explain
