@@ -102,11 +102,11 @@ class RunData:
 class ReportData:
     workspace: str
     funnel: list[Stage]
-    classes: dict[str, Any] | None  # {"datasets", "classes", "before", "after", "after_split"}
+    classes: dict[str, Any] | None  # {"datasets", "classes", "before", "after", "after_split", "basis", "balanced"}
     duplicates: dict[str, Any] | None  # {"datasets", "groups", "faces", "matrix"}
     samples: dict[str, list[Thumb]] | None  # "class:<name>" / "source:<name>" -> thumbnails
-    crawl: dict[str, Any] | None  # {"rows": [CrawlRow], "rejects": {engine: {reason: n}}}
-    review: dict[str, Any]  # {"queue", "reviews", "verdicts", "dedupe_review"}
+    crawl: dict[str, Any] | None  # {"rows": [CrawlRow], "rejects": {"engine / keyword": {reason: n}}}
+    review: dict[str, Any]  # {"dedupe_review": {reason: n} | None, "tables": {name: {"rows", "by", "counts", ...}}}
     runs: list[RunData]
     dataset_card: dict[str, Any] | None  # fusekit.json of <workspace>/dataset
 
