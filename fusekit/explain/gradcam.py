@@ -24,7 +24,9 @@ ordinary input gradient on each backend (`_gradients`):
 - TensorFlow: ``tf.GradientTape`` watching A;
 - JAX: ``jax.grad`` of the summed class logits as a function of A (the Keras layers are traced with their
   weights as constants, training=False);
-- PyTorch: A as a leaf tensor with ``requires_grad``, ``backward()`` on the summed class logits, ``A.grad``.
+- PyTorch: A as a leaf tensor with ``requires_grad``, ``backward()`` on the summed class logits, ``A.grad``
+  (written to Keras's torch backend but not run yet: the test environment has no torch; the TensorFlow and JAX paths
+  are tested against each other).
 
 Where the cut is: the last layer (scanning back from the output) whose output is 4-D and that is not a pooling
 layer (the last convolution's activations, as in the paper), or, in a model that wraps a
