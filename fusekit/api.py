@@ -100,6 +100,64 @@ def balance(workspace: Workspace, config: Any = None) -> Any:
         return run_balance(workspace, config)
 
 
+def report(workspace: Workspace, out: str | Path | None = None) -> Path:
+    """Write the workspace's HTML report (``fusekit.report``; default ``<workspace>/report.html``); its path.
+
+    Reads under the swap lock held shared, as ``status`` does: every table as it was before a concurrent swap or
+    after it."""
+    from fusekit.report import write_report
+
+    require(workspace)
+    workspace.recover()
+    with locks.reading(workspace):
+        return write_report(workspace, out)
+
+
+def explain(workspace: Workspace, config: Any = None) -> Any:
+    """Class activation maps of a run over sample faces per class (``fusekit.explain``), written to
+    ``runs/NAME/explain/``.
+
+    Composes the train stage (the run, its model, its dataset's shards and decoding) with the explain stage, which
+    takes a loaded model and decoded faces."""
+    import numpy as np
+
+    from fusekit.explain import ExplainConfig, choose, explain_faces
+    from fusekit.train.data import open_shards, read_columns
+    from fusekit.train.decode import decode
+    from fusekit.train.evaluate import checkpoint_path, resolve_run
+    from fusekit.train.models import load_model
+
+    config = config or ExplainConfig()
+    if config.per_class < 1:
+        raise UserError(f"--per-class must be at least 1, not {config.per_class}")
+    run = resolve_run(workspace.root, config.run)
+    saved = run.config()
+    classes = list(run.dataset_info().get("classes") or [])
+    shards = open_shards(saved["data"])
+    splits = [config.split] if config.split else [s for s in ("test", "val", "train") if shards.rows(s)]
+    if not splits or config.split is not None and not shards.rows(config.split):
+        raise UserError(f"the dataset at {shards.root} has no rows in {config.split or 'any split'!r} "
+                        f"(splits: {', '.join(sorted(shards.files))})")
+    split = splits[0]
+    files = shards.files[split]
+    meta = read_columns(files, ["label", "source_id", "augmented"])
+    classes = classes or list(shards.classes)
+    names = [shards.classes[v] for v in meta["label"]]
+    mapped = [classes.index(n) if n in classes else -1 for n in names]  # the run's class ids, by name
+    rows = choose(mapped, meta["source_id"], [aug or m < 0 for aug, m in zip(meta["augmented"], mapped)],
+                  config.per_class)
+    if not rows:
+        raise UserError(f"the {split} split of {shards.root} has no faces of the run's classes to explain")
+    images = read_columns(files, ["image"])["image"]
+    size, channels = int(saved["input_size"]), int(saved["channels"])
+    faces = np.stack([decode(images[i]["bytes"], size, channels) for i in rows])
+    ckpt = checkpoint_path(run, config.checkpoint)
+    model = load_model(ckpt, compile=False)
+    return explain_faces(model, faces, [mapped[i] for i in rows], [meta["source_id"][i] for i in rows], classes,
+                         run.dir / "explain", run=run.name, split=split, checkpoint=ckpt.name, layer=config.layer,
+                         method=config.method)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     manifest: Manifest
@@ -226,5 +284,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
-           "IngestConfig", "Workspace"]
+__all__ = ["ingest", "faces", "dedupe", "balance", "report", "explain", "datasets", "remove", "status", "require",
+           "NoWorkspace", "IngestConfig", "Workspace"]

@@ -159,7 +159,8 @@ def run(out: Path | None, echo: Callable[[str], None], train: bool = True) -> It
     """Generate the corpus and run every stage on it; yields the lines to print.
 
     Order: a crawl of a local stand-in engine (so the crawled faces take part in dedupe and balance), then
-    `fusekit build` on the bundled recipe (ingest -> faces -> dedupe -> balance), then a few epochs of a tiny model.
+    `fusekit build` on the bundled recipe (ingest -> faces -> dedupe -> balance), then a few epochs of a tiny model
+    and its class activation maps; the last line is the path of the workspace's HTML report.
     """
     import shutil
 
@@ -195,7 +196,13 @@ def run(out: Path | None, echo: Callable[[str], None], train: bool = True) -> It
         yield ""
         yield f"$ fusekit train --data {workspace.root / 'dataset'} --model tiny --epochs 3  (then evaluate)"
         yield from run_demo(workspace, epochs=3, echo=None)
+        from fusekit.explain import ExplainConfig, render_explain
+
+        yield ""
+        yield "$ fusekit explain --per-class 4  (the run just trained)"
+        yield render_explain(api.explain(workspace, ExplainConfig(per_class=4)))
     yield ""
     yield f"workspace: {workspace.root}"
     yield f"shards: {workspace.root / 'dataset' / 'data'}"
     yield f"look at it again with: fusekit --workspace {workspace.root} status"
+    yield f"report: {api.report(workspace)}"

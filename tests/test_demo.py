@@ -1,4 +1,5 @@
-"""`fusekit demo` end to end: corpus in three native layouts, stand-in crawl, build, status (training skipped)."""
+"""`fusekit demo` end to end: corpus in three native layouts, stand-in crawl, build, status, report (training
+skipped; tests/test_report.py runs the whole demo)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,5 @@ def test_demo_runs_every_stage_and_says_where(tmp_path):
     assert ds.dataset([str(p) for p in shards]).count_rows() > 0
     assert (ws.root / "dataset" / "README.md").read_text().startswith("---")
     assert "== dedupe ==" in out and "near_duplicate" in out
+    assert out.strip().splitlines()[-1] == f"report: {ws.root / 'report.html'}"  # the report, with no runs yet
+    assert "train: not run" in (ws.root / "report.html").read_text(encoding="utf-8")
