@@ -100,6 +100,16 @@ def balance(workspace: Workspace, config: Any = None) -> Any:
         return run_balance(workspace, config)
 
 
+def audit(workspace: Workspace, config: Any = None) -> Any:
+    """Run the audit (``fusekit.audit.run_audit``) holding the workspace lock exclusive: its queue is one unit over
+    every unit's faces."""
+    from fusekit.audit import run_audit
+
+    require(workspace)
+    with locks.writing_all(workspace, "auditing (writing review_queue)"):
+        return run_audit(workspace, config)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     manifest: Manifest
@@ -208,6 +218,7 @@ STAGE_STATUS = (
     ("faces", "fusekit.faces.summary", "status_lines"),
     ("crawl", "fusekit.crawl.stage", "status_lines"),
     ("dedupe", "fusekit.dedupe.report", "status_lines"),
+    ("review", "fusekit.reviews", "status_lines"),
     ("dataset", "fusekit.balance.stage", "status_lines"),
     ("runs", "fusekit.train.status", "status_lines"),
 )
@@ -226,5 +237,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
+__all__ = ["ingest", "faces", "dedupe", "audit", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
            "IngestConfig", "Workspace"]
