@@ -174,7 +174,7 @@ DECISIONS_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("decision", pa.string()),  # keep | drop | review
         ("reason", pa.string()),  # null for a plain keep; too_small, blank, dark, blurred, exact_duplicate,
-        # near_duplicate, label_conflict, test_leakage
+        # near_duplicate, label_conflict, test_leakage, review_rejected (a person's verdict, fusekit.reviews)
         ("detail", pa.string()),
         ("dup_group", pa.string()),  # duplicate group id (the smallest face id in the group), null if alone
         ("kept_id", pa.string()),  # the group member that was kept
@@ -182,7 +182,7 @@ DECISIONS_SCHEMA = pa.schema(
         ("conflict", pa.bool_()),  # the group's members carry different canonical labels
         ("flags", pa.list_(pa.string())),  # never null ([] when nothing): what would have removed an official test
         # member, which is always kept: too_small, blank, dark, blurred, undecodable, exact_duplicate_of:<kept id>,
-        # near_duplicate_of:<kept id>, label_conflict (non-test faces carry [])
+        # near_duplicate_of:<kept id>, label_conflict, review_rejected, review_relabel:<class> (non-test faces carry [])
         ("phash", pa.string()),  # 16 hex chars, the 64-bit pHash of the aligned grey face
         ("hash_version", pa.string()),  # e.g. "imagehash 4.3.2 phash 8x8"
     ]
