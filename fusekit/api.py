@@ -110,6 +110,20 @@ def audit(workspace: Workspace, config: Any = None) -> Any:
         return run_audit(workspace, config)
 
 
+def review(workspace: Workspace, host: str = "127.0.0.1", port: int = 0, echo: Any = print) -> None:
+    """Serve the review page (``fusekit.review.serve``) until interrupted. Takes no writer lock: verdicts go to the
+    journal, appended under its own file lock, and dedupe and balance may run meanwhile."""
+    from fusekit import reviews
+    from fusekit.review import serve
+
+    require(workspace)
+    if not (workspace.unit_dir(reviews.QUEUE_TABLE, reviews.UNIT) / "part-00000.parquet").is_file():
+        raise UserError(f"nothing to review in {workspace.root}: run `fusekit audit` first")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
+    serve(workspace, host=host, port=port, echo=echo)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     manifest: Manifest
@@ -237,5 +251,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "audit", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
+__all__ = ["ingest", "faces", "dedupe", "audit", "review", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
            "IngestConfig", "Workspace"]

@@ -235,4 +235,5 @@ from fusekit.commands import balance as _balance_commands  # noqa: E402,F401
 from fusekit.commands import crawl as _crawl_commands  # noqa: E402,F401
 from fusekit.commands import dedupe as _dedupe_commands  # noqa: E402,F401
 from fusekit.commands import faces as _faces_commands  # noqa: E402,F401
+from fusekit.commands import review as _review_commands  # noqa: E402,F401
 from fusekit.commands import train as _train_commands  # noqa: E402,F401
