@@ -69,3 +69,20 @@ def test_cli_audit_and_status(audited, capsys, tmp_path):
     assert head == "review: 8 faces queued, 0 done, 8 left (label_issue 5, keyword_rejected 1, label_conflict 2)"
     code, _, err = call_cli(capsys, "audit", "--folds", "1", workspace=ws.root)
     assert code == 2 and err.strip() == "Error: --folds must be at least 2, got 1"
+
+
+@pytest.mark.slow
+def test_audit_with_a_trained_runs_features(tmp_path):
+    from fusekit.balance import BalanceConfig, run_balance
+    from fusekit.train import TrainConfig, run_train
+
+    ws, facts = fx.build(tmp_path / "ws")
+    run_balance(ws, BalanceConfig(weights_only=True))
+    run_train(ws, TrainConfig(data=ws.root / "dataset", model="tiny", epochs=4, batch_size=32, lr=3e-3, seed=3,
+                              patience=0, keep_checkpoints=0, verbose=False, run="ref"))
+    report = run_audit(ws, AuditConfig(run="ref", issues=3 * len(facts["flipped"])))
+    assert report.features == "run:ref" and report.scored == len(facts["rows"]) - 2
+    queue = read_queue(ws).to_pylist()
+    assert {r["features"] for r in queue} == {"run:ref"} and all(len(r["top_classes"]) == 3 for r in queue)
+    issues = {r["face_id"] for r in queue if r["reason"] in ("label_issue", "low_score")}
+    assert len(issues) == 3 * len(facts["flipped"]) and len(issues & facts["flipped"]) >= len(facts["flipped"]) // 2
