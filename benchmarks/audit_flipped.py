@@ -97,14 +97,15 @@ def main() -> None:
         "features": report.features, "faces_scored": report.scored, "flipped": n, "queue": len(issue_ids),
         "recall_at_3x": round(hit / n, 4) if n else None,
         "precision_at_3x": round(hit / len(issue_ids), 4) if issue_ids else None,
-        "cleanlab_found": len(found), "cleanlab_recall": round(hit_found / n, 4) if n else None,
+        "cleanlab_issues": report.issues_found, "cleanlab_found": len(found), "cleanlab_recall": round(hit_found / n, 4) if n else None,
         "cleanlab_precision": round(hit_found / len(found), 4) if found else None,
         "oos_accuracy": report.accuracy, "seconds": report.seconds,
     }
     print(f"features {report.features}; {report.scored:,} kept faces scored, out-of-sample accuracy "
           f"{report.accuracy:.1%}")
     print(f"recall within a queue of 3x ({len(issue_ids):,}): {hit:,} / {n:,} = {hit / max(n, 1):.1%}")
-    print(f"cleanlab's own set: {len(found):,} faces, {hit_found:,} flipped (recall {hit_found / max(n, 1):.1%}, "
+    print(f"cleanlab found {report.issues_found:,} label issues (official test members included); in the queue "
+          f"{len(found):,} of them, {hit_found:,} flipped (recall {hit_found / max(n, 1):.1%}, "
           f"precision {hit_found / max(len(found), 1):.1%})")
     print(f"seconds: {report.seconds}")
     print(json.dumps(result))

@@ -123,3 +123,14 @@ def test_dedupe_applies_verdicts_and_they_survive_a_reingest(tmp_path):
     assert (test["decision"], test["label"], test["flags"]) == ("keep", "angry", ["review_relabel:happy"])
     assert report.dropped["review_rejected"] == 1 and report.kept == 12
     assert reviews.compact(ws).num_rows == 3  # the reviews table, compacted from the journal
+
+
+def test_review_without_a_queue_is_one_line_exit_2(tmp_path, capsys):
+    from helpers import call_cli
+
+    ws = Workspace(tmp_path / "ws")
+    syn.write_faces(ws, [syn.face_row("kdef/jpg/F01/x#0", "kdef", "happy", image=syn.face_png(1))])
+    code, _, err = call_cli(capsys, "review", workspace=ws.root)
+    assert code == 2 and err == f"Error: nothing to review in {ws.root}: run `fusekit audit` first\n"
+    code, _, err = call_cli(capsys, "review", "--port", "70000", workspace=ws.root)
+    assert code == 2 and err == "Error: --port must be between 0 and 65535, got 70000\n"

@@ -25,5 +25,9 @@ def audit(
     from fusekit import api
     from fusekit.audit import AuditConfig, render_report
 
+    if run is not None:  # Keras is loaded for the run's model: without TensorFlow's start-up lines
+        from fusekit.commands.train import _quiet_backend
+
+        _quiet_backend()
     config = AuditConfig(run=run, checkpoint=checkpoint, folds=folds, issues=issues, seed=seed)
     _echo(render_report(api.audit(_workspace(), config)))
