@@ -65,7 +65,10 @@ def test_cli_audit_and_status(audited, capsys, tmp_path):
     code, out, err = call_cli(capsys, "audit", "--issues", "5", workspace=ws.root)
     assert code == 0, err
     assert "built-in features" in out and "label_issue 5" in out and "cleanlab found" in out
-    head = reviews.status_lines(ws)[0]  # what `fusekit status` prints in its review section
+    from fusekit import api
+
+    sections = dict(api.stage_status(ws))  # what `fusekit status` prints, section by section
+    head = sections["review"][0]
     assert head == "review: 8 faces queued, 0 done, 8 left (label_issue 5, keyword_rejected 1, label_conflict 2)"
     code, _, err = call_cli(capsys, "audit", "--folds", "1", workspace=ws.root)
     assert code == 2 and err.strip() == "Error: --folds must be at least 2, got 1"
