@@ -67,7 +67,8 @@ def flip(ws: Workspace, rate: float, seed: int) -> dict[str, str]:
     table = pq.read_table(path, schema=DECISIONS_SCHEMA)
     labels = [new.get(i, lab) for i, lab in zip(table.column("face_id").to_pylist(), table.column("label").to_pylist())]
     write_parquet_atomic(table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels)), path)
-    write_json_atomic({"rate": rate, "seed": seed, "eligible": len(rows), "true_labels": true, "new_labels": new}, record)
+    write_json_atomic({"rate": rate, "seed": seed, "eligible": len(rows), "true_labels": true, "new_labels": new},
+                      record)
     return true
 
 
@@ -83,7 +84,8 @@ def main() -> None:
     true = flip(ws, args.rate, args.seed)
     flipped = set(true)
     n = len(flipped)
-    print(f"flipped {n:,} training labels ({args.rate:.0%} of the kept training faces) in {time.perf_counter() - t:.1f} s")
+    print(f"flipped {n:,} training labels ({args.rate:.0%} of the kept training faces) in "
+          f"{time.perf_counter() - t:.1f} s")
     report = run_audit(ws, AuditConfig(run=args.run, issues=3 * n, seed=args.seed))
     queue = read_queue(ws)
     reasons = queue.column("reason").to_pylist()
@@ -97,7 +99,8 @@ def main() -> None:
         "features": report.features, "faces_scored": report.scored, "flipped": n, "queue": len(issue_ids),
         "recall_at_3x": round(hit / n, 4) if n else None,
         "precision_at_3x": round(hit / len(issue_ids), 4) if issue_ids else None,
-        "cleanlab_issues": report.issues_found, "cleanlab_found": len(found), "cleanlab_recall": round(hit_found / n, 4) if n else None,
+        "cleanlab_issues": report.issues_found, "cleanlab_found": len(found),
+        "cleanlab_recall": round(hit_found / n, 4) if n else None,
         "cleanlab_precision": round(hit_found / len(found), 4) if found else None,
         "oos_accuracy": report.accuracy, "seconds": report.seconds,
     }
