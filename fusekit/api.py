@@ -158,6 +158,30 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
                          method=config.method)
 
 
+def audit(workspace: Workspace, config: Any = None) -> Any:
+    """Run the audit (``fusekit.audit.run_audit``) holding the workspace lock exclusive: its queue is one unit over
+    every unit's faces."""
+    from fusekit.audit import run_audit
+
+    require(workspace)
+    with locks.writing_all(workspace, "auditing (writing review_queue)"):
+        return run_audit(workspace, config)
+
+
+def review(workspace: Workspace, host: str = "127.0.0.1", port: int = 0, echo: Any = print) -> None:
+    """Serve the review page (``fusekit.review.serve``) until interrupted. Takes no writer lock: verdicts go to the
+    journal, appended under its own file lock, and dedupe and balance may run meanwhile."""
+    from fusekit import reviews
+    from fusekit.review import serve
+
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
+    require(workspace)
+    if not (workspace.unit_dir(reviews.QUEUE_TABLE, reviews.UNIT) / "part-00000.parquet").is_file():
+        raise UserError(f"nothing to review in {workspace.root}: run `fusekit audit` first")
+    serve(workspace, host=host, port=port, echo=echo)
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
     manifest: Manifest
@@ -266,6 +290,7 @@ STAGE_STATUS = (
     ("faces", "fusekit.faces.summary", "status_lines"),
     ("crawl", "fusekit.crawl.stage", "status_lines"),
     ("dedupe", "fusekit.dedupe.report", "status_lines"),
+    ("review", "fusekit.reviews", "status_lines"),
     ("dataset", "fusekit.balance.stage", "status_lines"),
     ("runs", "fusekit.train.status", "status_lines"),
 )
@@ -284,5 +309,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "report", "explain", "datasets", "remove", "status", "require",
-           "NoWorkspace", "IngestConfig", "Workspace"]
+__all__ = ["ingest", "faces", "dedupe", "audit", "review", "balance", "report", "explain", "datasets", "remove",
+           "status", "require", "NoWorkspace", "IngestConfig", "Workspace"]

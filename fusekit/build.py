@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import yaml
 
-from fusekit import __version__, locks
+from fusekit import __version__, locks, reviews
 from fusekit.errors import ConfigError, UserError
 from fusekit.sources.base import PATH_OPTIONS
 from fusekit.workspace import Workspace, digest, write_json_atomic
@@ -290,7 +290,9 @@ def _build(workspace: Workspace, recipe: Recipe, balance_config: Any, force: boo
         def dedupe() -> str:
             return _describe(run_dedupe(workspace, _config(DedupeConfig, recipe.dedupe, "dedupe")))
 
-        runner.step("dedupe", {"settings": recipe.dedupe, "faces": table_listing(workspace, "faces")},
+        verdicts = reviews.fingerprint(workspace)  # a person's verdicts are dedupe's input too
+        runner.step("dedupe", {"settings": recipe.dedupe, "faces": table_listing(workspace, "faces"),
+                               **({"reviews": verdicts} if verdicts else {})},
                     lambda: table_listing(workspace, "decisions"), dedupe, echo)
     elif "all" in workspace.units("decisions"):
         report.warnings.append("the recipe has `dedupe: false` but the workspace holds decisions from an earlier "

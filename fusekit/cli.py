@@ -230,10 +230,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The later stages' commands live in their own modules (imported for their @app.command side effect).
+from fusekit.commands import audit as _audit_commands  # noqa: E402,F401
 from fusekit.commands import balance as _balance_commands  # noqa: E402,F401
 from fusekit.commands import crawl as _crawl_commands  # noqa: E402,F401
 from fusekit.commands import dedupe as _dedupe_commands  # noqa: E402,F401
 from fusekit.commands import faces as _faces_commands  # noqa: E402,F401
+from fusekit.commands import review as _review_commands  # noqa: E402,F401
 from fusekit.commands import train as _train_commands  # noqa: E402,F401
 from fusekit.commands import report as _report_commands  # noqa: E402,F401
 from fusekit.commands import explain as _explain_commands  # noqa: E402,F401

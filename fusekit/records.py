@@ -174,7 +174,7 @@ DECISIONS_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("decision", pa.string()),  # keep | drop | review
         ("reason", pa.string()),  # null for a plain keep; too_small, blank, dark, blurred, exact_duplicate,
-        # near_duplicate, label_conflict, test_leakage
+        # near_duplicate, label_conflict, test_leakage, review_rejected (a person's verdict, fusekit.reviews)
         ("detail", pa.string()),
         ("dup_group", pa.string()),  # duplicate group id (the smallest face id in the group), null if alone
         ("kept_id", pa.string()),  # the group member that was kept
@@ -182,7 +182,7 @@ DECISIONS_SCHEMA = pa.schema(
         ("conflict", pa.bool_()),  # the group's members carry different canonical labels
         ("flags", pa.list_(pa.string())),  # never null ([] when nothing): what would have removed an official test
         # member, which is always kept: too_small, blank, dark, blurred, undecodable, exact_duplicate_of:<kept id>,
-        # near_duplicate_of:<kept id>, label_conflict (non-test faces carry [])
+        # near_duplicate_of:<kept id>, label_conflict, review_rejected, review_relabel:<class> (non-test faces carry [])
         ("phash", pa.string()),  # 16 hex chars, the 64-bit pHash of the aligned grey face
         ("hash_version", pa.string()),  # e.g. "imagehash 4.3.2 phash 8x8"
     ]
@@ -216,4 +216,43 @@ REJECT_REASONS.update(
         "source_changed": "the file differs from the one ingested (its sha256 changed): ingest the dataset again",
         "detector_error": "the face detector failed on this picture (retried on the next run)",
     }
+)
+
+# `review_queue`: what `fusekit audit` asks a person to look at (one unit, `all`, rewritten as a whole on each run).
+# One row per face; ``reason`` is the first of ``reasons`` in REVIEW_REASONS order, ``rank`` the face's place in the
+# queue (1 = look at first: by reason in that order, then by ``score``, then by id).
+REVIEW_REASONS = ("label_issue", "low_score", "keyword_rejected", "label_conflict", "review")
+REVIEW_QUEUE_SCHEMA = pa.schema(
+    [
+        ("face_id", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.string()),  # the face's label when the queue was made
+        ("reason", pa.string()),  # label_issue (cleanlab) | low_score (``--issues N`` filling up to N by score) |
+        # keyword_rejected | label_conflict | review (another dedupe review)
+        ("reasons", pa.list_(pa.string())),  # every reason that holds, in REVIEW_REASONS order
+        ("rank", pa.int32()),
+        ("score", pa.float32()),  # out-of-sample probability of the face's own label (self-confidence); low = suspect
+        ("top_classes", pa.list_(pa.string())),  # the model's 3 most likely classes, most likely first
+        ("top_probs", pa.list_(pa.float32())),
+        ("features", pa.string()),  # what the probabilities came from: "run:<name>" or "builtin:hog-pca"
+    ]
+)
+
+# `reviews`: every verdict a person gave, in the order the server received them (unit `all`; compacted from the
+# append-only journal ``tables/reviews/all/_journal.jsonl`` that the review server fsyncs before it answers "saved").
+# The verdict that counts for a face is its last one that no later ``undo`` took back (``fusekit.reviews``).
+REVIEW_VERDICTS = ("accept", "reject", "relabel", "undo")
+REVIEWS_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),  # 1, 2, ... in arrival order
+        ("face_id", pa.string()),
+        ("verdict", pa.string()),  # accept | reject | relabel | undo
+        ("label", pa.string()),  # relabel: the new class; accept: the label accepted; undo/reject: null
+        ("was_label", pa.string()),  # the face's label as the page showed it
+        ("reason", pa.string()),  # the queue reason the face was shown for
+        ("undoes", pa.int64()),  # undo: the seq it takes back
+        ("tab", pa.string()),  # the browser tab (page load) that sent it
+        ("at", pa.string()),  # UTC time the server received it, ISO 8601
+    ]
 )

@@ -9,6 +9,10 @@ Official test splits go in whole: every face whose decision is keep is used, ded
 flagged from its reason. The only official test faces not in the test split are a class the dataset is not built with
 (contempt with ``--classes 7``) and datasets whose split is redone (``redo_splits``); those are counted on the card.
 Each shard row carries the decisions' ``flags`` (an augmented copy its parent's).
+
+A person's verdicts (``fusekit.reviews``) are applied here too, so a rerun of balance reflects them even before
+dedupe runs again: a rejected face is left out (``review_rejected``), a relabelled one goes in with its new label, an
+accepted face that dedupe sent to review goes in; on an official test member a verdict only adds a flag.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from fusekit import __version__
+from fusekit import __version__, reviews
 from fusekit.balance.config import BalanceConfig
 from fusekit.balance.resample import class_weights, plan_resample
 from fusekit.balance.emit import PlannedRow, write_splits
@@ -79,7 +83,7 @@ class BalanceReport:
 
 def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
     """What balance reads, as (file, size, mtime): equal lists mean unchanged inputs."""
-    return workspace.listing("faces") + workspace.listing("decisions")
+    return workspace.listing("faces") + workspace.listing("decisions") + reviews.fingerprint(workspace)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class _Inputs:
     decision: dict[str, _Verdict]  # face id -> its dedupe decision
     has_decisions: bool
     stale_decisions: bool = False  # made on another faces listing than the one read now
+    verdicts: dict[str, reviews.Verdict] = field(default_factory=dict)  # face id -> a person's verdict
 
 
 def _read_inputs(workspace: Workspace, faces_listing: list[list[Any]]) -> _Inputs:
@@ -117,7 +122,7 @@ def _read_inputs(workspace: Workspace, faces_listing: list[list[Any]]) -> _Input
             decision[face_id] = _Verdict(d, reason, group, phash, kept_id, None if flags is None else tuple(flags))
     made_on = (workspace.unit_info("decisions", "all") or {}).get("faces") if has else None
     stale = made_on is not None and made_on != digest(faces_listing)
-    return _Inputs(faces, decision, has, stale)
+    return _Inputs(faces, decision, has, stale, reviews.verdicts(workspace))
 
 
 def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
@@ -173,7 +178,7 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
 
     faces = inputs.faces
     report.faces = faces.num_rows
-    keep_rows, dup, phash, flag_rows = [], [], [], []
+    keep_rows, dup, phash, flag_rows, kept_labels = [], [], [], [], []
     ids = faces.column("id").to_pylist()
     labels = faces.column("label").to_pylist()
     datasets = faces.column("dataset").to_pylist()
@@ -194,13 +199,18 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
         if official_test and decision != "keep":  # decisions from before official test splits were kept whole
             overruled += 1
             decision, flags = "keep", flags or flags_from_reason(verdict.reason, verdict.kept_id)
+        # a person's verdict (fusekit.reviews): reject drops, relabel changes the label, accept lets a review in
+        decision, reason, label, review_flag = reviews.outcome(inputs.verdicts.get(face_id), decision,
+                                                               verdict.reason, label, official_test)
+        if review_flag and review_flag not in flags:
+            flags = (*flags, review_flag)
         if decision == "keep" and flags and not official_test:
             # a test member of a dataset whose split is redone is not an official test face here: the judgement
             # its flags record applies (a duplicate frame of a K-drama clip is dropped as any duplicate is)
             report.left_out[f"dedupe: {flag_kind(flags[0])} (split redone)"] += 1
             continue
         if decision == "drop":
-            report.left_out[f"dedupe: {verdict.reason or 'dropped'}"] += 1
+            report.left_out[reviews.REJECTED if reason == reviews.REJECTED else f"dedupe: {reason or 'dropped'}"] += 1
             continue
         if decision == "review" and not config.include_review:
             report.left_out["awaiting review"] += 1
@@ -218,6 +228,7 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
         dup.append(verdict.group)
         phash.append(verdict.phash)
         flag_rows.append(list(flags))
+        kept_labels.append(label)
     if overruled:
         report.notes.append(f"{overruled:,} official test faces were dropped or sent to review by older dedupe "
                             f"decisions; they are kept in the test split, flagged from their reason (run "
@@ -235,6 +246,7 @@ def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa
         report.notes.append(f"{report.left_out['awaiting review']:,} faces await review and are left out "
                             f"(--include-review keeps them)")
     table = faces.take(pa.array(keep_rows, type=pa.int64()))
+    table = table.set_column(table.schema.get_field_index("label"), "label", pa.array(kept_labels, pa.string()))
     table = table.append_column("dup_group", pa.array(dup, type=pa.string()))
     table = table.append_column("phash", pa.array(phash, type=pa.string()))
     table = table.append_column("flags", pa.array(flag_rows, type=pa.list_(pa.string())))
@@ -340,7 +352,7 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
     # The faces parts are listed once: for the fingerprint, the stale-decisions check and the files the shards are
     # made from (in the order Workspace.read reads them, so a row position there is a position in these files).
     faces_listing = workspace.listing("faces")
-    fingerprint = faces_listing + workspace.listing("decisions")
+    fingerprint = faces_listing + workspace.listing("decisions") + reviews.fingerprint(workspace)
     inputs = _read_inputs(workspace, faces_listing)
     report.decisions = inputs.has_decisions
     selected = _select(inputs, config, report)

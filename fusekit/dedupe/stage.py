@@ -7,6 +7,9 @@ join pairs into groups, keep one face per group by the keep policy, flag label c
 An official test member (split "test") is never dropped or sent to review: it is kept, and what would have removed
 it (its quality reason, a duplicate of another test member, a label conflict) goes to its ``flags``; what duplicates
 it outside the test split is dropped as ``test_leakage``.
+A person's verdicts (the `reviews` table, ``fusekit.reviews``) are applied last: a rejected face is dropped
+(``review_rejected``), a relabelled one kept with its new label, an accepted conflict kept; on an official test member
+a verdict is a flag.
 Decisions are recomputed as a whole on every run and written as unit `all`, so a rerun after new ingests equals a run
 from scratch and a rerun with other settings reverses earlier decisions. Source files are never opened.
 """
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from fusekit import reviews
 from fusekit.dedupe import confirm as confirm_mod
 from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
@@ -176,9 +180,32 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     meta, hashed = _drop_orphans(workspace, meta, hashed)
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
     decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
+    decisions = _apply_reviews(workspace, decisions, report)
     _write(workspace, decisions, config, report, faces_read)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def _apply_reviews(workspace: Workspace, decisions: pa.Table, report: DedupeReport) -> pa.Table:
+    """A person's verdicts (`fusekit review`) over the judgement of the machine: see ``fusekit.reviews.outcome``."""
+    given = reviews.verdicts(workspace)
+    if not given:
+        return decisions
+    reviews.compact(workspace)
+    rows = decisions.to_pylist()
+    for row in rows:
+        verdict = given.get(row["face_id"])
+        if verdict is None:
+            continue
+        decision, reason, label, flag = reviews.outcome(verdict, row["decision"], row["reason"], row["label"],
+                                                        row["split"] == "test")
+        row.update(decision=decision, reason=reason, label=label)
+        if flag and flag not in row["flags"]:
+            row["flags"] = [*row["flags"], flag]
+    report.kept = sum(r["decision"] == "keep" for r in rows)
+    report.review = sum(r["decision"] == "review" for r in rows)
+    report.dropped = Counter(str(r["reason"]) for r in rows if r["decision"] == "drop")
+    return pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA)
 
 
 def _drop_orphans(workspace: Workspace, meta: pa.Table, hashed: hashing.HashBatch):

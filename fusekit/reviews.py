@@ -1,0 +1,245 @@
+"""The `reviews` table: a person's verdicts on faces, kept so that none is ever lost, and what they mean.
+
+The review server (``fusekit.review``) appends each verdict as one JSON line to the journal
+``tables/reviews/all/_journal.jsonl`` (``O_APPEND``, under an exclusive ``flock``, then ``fsync``) and only then
+answers "saved": a verdict the page showed as saved is on disk, whatever happens to the server after. ``compact``
+writes the journal as the Parquet table ``tables/reviews/all/part-00000.parquet`` (``REVIEWS_SCHEMA``); the journal
+stays the truth, and ``load`` reads it (a last line cut short by a crash was never answered "saved" and is skipped).
+
+Verdicts are keyed by face id, which is stable (dataset, variant, source path, face index): they survive re-ingests
+and reruns of every stage. A face's verdict is its last one (by ``seq``) that no ``undo`` took back, so two tabs on
+one queue never corrupt each other: both verdicts are recorded, the later one counts.
+
+What a verdict does (``outcome``), for dedupe's decisions and balance's selection alike: ``reject`` drops the face
+(reason ``review_rejected``); ``relabel`` keeps it with the new label; ``accept`` keeps it as labelled (a face that
+dedupe sent to review, a label conflict, goes in). A face dedupe dropped stays dropped unless rejected (then the
+reason says so). An official test member is never altered: the verdict becomes a flag (``review_rejected``,
+``review_relabel:<class>``) and the face keeps its label.
+
+This module is the ground floor: it imports no stage, and stages import it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fusekit.errors import ConfigError
+from fusekit.records import REVIEW_QUEUE_SCHEMA, REVIEW_REASONS, REVIEW_VERDICTS, REVIEWS_SCHEMA
+from fusekit.taxonomy import CLASSES
+from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+
+TABLE = "reviews"
+QUEUE_TABLE = "review_queue"
+UNIT = "all"
+JOURNAL = "_journal.jsonl"
+REJECTED = "review_rejected"
+
+
+def journal_path(workspace: Workspace) -> Path:
+    return workspace.unit_dir(TABLE, UNIT) / JOURNAL
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict that counts for one face."""
+
+    face_id: str
+    verdict: str  # accept | reject | relabel
+    label: str | None  # the label the face has after it (reject: None)
+    seq: int
+
+
+class Journal:
+    """The append-only verdict log of one workspace. Safe across threads and processes: every append holds an
+    exclusive ``flock`` on the file, numbers the entry after the last one on disk and fsyncs before returning."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.path = journal_path(workspace)
+        self._lock = threading.Lock()
+        self._known: tuple[int, int] | None = None  # (file size, last seq) after our last look
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Validate ``entry``, give it ``seq`` and ``at``, write it durably; returns the row written."""
+        row = _validated(entry)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                size = os.fstat(fd).st_size
+                if self._known is None or self._known[0] != size:  # someone else appended: read the last seq
+                    self._known = (size, _last_seq(self.path))
+                row["seq"] = self._known[1] + 1
+                row["at"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                data = (json.dumps(row, sort_keys=True, separators=(",", ":")) + "\n").encode()
+                if size and not _ends_with_newline(fd, size):  # a line cut short by a crash: never joined to ours
+                    data = b"\n" + data
+                os.write(fd, data)
+                os.fsync(fd)
+                self._known = (size + len(data), row["seq"])
+            finally:
+                os.close(fd)  # releases the flock
+        return row
+
+
+def _ends_with_newline(fd: int, size: int) -> bool:
+    return os.pread(fd, 1, size - 1) == b"\n"
+
+
+def _validated(entry: dict[str, Any]) -> dict[str, Any]:
+    verdict = entry.get("verdict")
+    if verdict not in REVIEW_VERDICTS:
+        raise ConfigError(f"a verdict is one of {', '.join(REVIEW_VERDICTS)}, got {verdict!r}")
+    face_id = entry.get("face_id")
+    if not isinstance(face_id, str) or not face_id:
+        raise ConfigError("a verdict needs the face_id it is about")
+    label = entry.get("label")
+    if verdict == "relabel" and label not in CLASSES:
+        raise ConfigError(f"relabel needs a class ({', '.join(CLASSES)}), got {label!r}")
+    undoes = entry.get("undoes")
+    if verdict == "undo" and not isinstance(undoes, int):
+        raise ConfigError("undo needs the seq of the verdict it takes back")
+    row = {name: None for name in REVIEWS_SCHEMA.names}
+    row.update({k: entry.get(k) for k in ("face_id", "verdict", "label", "was_label", "reason", "undoes", "tab")})
+    if verdict in ("reject", "undo"):
+        row["label"] = None
+    elif verdict == "accept":
+        row["label"] = entry.get("was_label") if label is None else label
+    for key in ("was_label", "reason", "tab", "label"):
+        if row[key] is not None:
+            row[key] = str(row[key])[:200]
+    return row
+
+
+def _last_seq(path: Path) -> int:
+    rows = _read_journal(path)
+    return rows[-1]["seq"] if rows else 0
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return rows
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line a crash cut short (never answered "saved")
+            continue
+        if isinstance(row, dict) and isinstance(row.get("seq"), int):
+            rows.append(row)
+    rows.sort(key=lambda r: r["seq"])
+    return rows
+
+
+def load(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every verdict row, in seq order: from the journal, or from the compacted table when there is no journal."""
+    path = journal_path(workspace)
+    if path.exists():
+        return _read_journal(path)
+    part = workspace.unit_dir(TABLE, UNIT) / "part-00000.parquet"
+    return pq.read_table(part, schema=REVIEWS_SCHEMA).to_pylist() if part.is_file() else []
+
+
+def effective(rows: list[dict[str, Any]]) -> dict[str, Verdict]:
+    """face id -> the verdict that counts: the last one (by seq) that no undo took back."""
+    live: dict[int, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["seq"]):
+        if row["verdict"] == "undo":
+            live.pop(row.get("undoes"), None)
+        else:
+            live[row["seq"]] = row
+    result: dict[str, Verdict] = {}
+    for seq in sorted(live):
+        row = live[seq]
+        result[row["face_id"]] = Verdict(row["face_id"], row["verdict"], row.get("label"), seq)
+    return result
+
+
+def verdicts(workspace: Workspace) -> dict[str, Verdict]:
+    """What dedupe and balance apply: face id -> its verdict."""
+    return effective(load(workspace))
+
+
+def compact(workspace: Workspace) -> pa.Table:
+    """Write the journal as the `reviews` Parquet table (when it changed since the last compaction); returns it."""
+    rows = load(workspace)
+    folder = workspace.unit_dir(TABLE, UNIT)
+    table = pa.Table.from_pylist(rows, schema=REVIEWS_SCHEMA) if rows else REVIEWS_SCHEMA.empty_table()
+    path = journal_path(workspace)
+    if not path.exists():
+        return table
+    key = {"journal_bytes": path.stat().st_size, "rows": len(rows)}
+    info = folder / "_unit.json"
+    if info.is_file() and json.loads(info.read_text(encoding="utf-8")).get("key") == key \
+            and (folder / "part-00000.parquet").is_file():
+        return table
+    write_parquet_atomic(table, folder / "part-00000.parquet")
+    write_json_atomic({"stage": "review", "key": key}, info)
+    return table
+
+
+def fingerprint(workspace: Workspace) -> list[list[Any]]:
+    """The journal as (name, size, mtime): what balance adds to its inputs (a new verdict makes a dataset stale)."""
+    path = journal_path(workspace)
+    if not path.is_file():
+        return []
+    stat = path.stat()
+    return [[f"{TABLE}/{UNIT}/{JOURNAL}", stat.st_size, stat.st_mtime_ns]]
+
+
+def outcome(verdict: Verdict | None, decision: str, reason: str | None, label: str | None,
+            official_test: bool) -> tuple[str, str | None, str | None, str | None]:
+    """(decision, reason, label, flag) of a face after its verdict (see the module docstring)."""
+    if verdict is None:
+        return decision, reason, label, None
+    if official_test:  # the benchmark's test split is never altered: the verdict is a flag
+        if verdict.verdict == "reject":
+            return decision, reason, label, REJECTED
+        if verdict.verdict == "relabel" and verdict.label != label:
+            return decision, reason, label, f"review_relabel:{verdict.label}"
+        return decision, reason, label, None
+    if verdict.verdict == "reject":
+        return "drop", REJECTED, label, None
+    if decision == "drop":
+        return decision, reason, label, None
+    new_label = verdict.label if verdict.verdict == "relabel" and verdict.label else label
+    return "keep", None, new_label, None
+
+
+def status_lines(workspace: Workspace) -> list[str]:
+    """What `fusekit status` says about the review queue and the verdicts given."""
+    queue_part = workspace.unit_dir(QUEUE_TABLE, UNIT) / "part-00000.parquet"
+    rows = load(workspace)
+    if not queue_part.is_file() and not rows:
+        return []
+    given = verdicts(workspace)
+    lines = []
+    if queue_part.is_file():
+        queue = pq.read_table(queue_part, columns=["face_id", "reason"], schema=REVIEW_QUEUE_SCHEMA)
+        ids = queue.column("face_id").to_pylist()
+        reasons = Counter(queue.column("reason").to_pylist())
+        done = sum(1 for face_id in ids if face_id in given)
+        lines.append(f"review: {len(ids):,} faces queued, {done:,} done, {len(ids) - done:,} left ("
+                     + ", ".join(f"{r} {reasons[r]:,}" for r in REVIEW_REASONS if reasons.get(r)) + ")")
+    else:
+        lines.append("review: no queue (run `fusekit audit`)")
+    kinds = Counter(v.verdict for v in given.values())
+    lines.append(f"  verdicts: {len(given):,} faces ({kinds.get('accept', 0):,} accepted, "
+                 f"{kinds.get('relabel', 0):,} relabelled, {kinds.get('reject', 0):,} rejected), "
+                 f"{len(rows):,} entries in the journal")
+    return lines
