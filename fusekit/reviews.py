@@ -221,25 +221,62 @@ def outcome(verdict: Verdict | None, decision: str, reason: str | None, label: s
     return "keep", None, new_label, None
 
 
-def status_lines(workspace: Workspace) -> list[str]:
-    """What `fusekit status` says about the review queue and the verdicts given."""
+@dataclass(frozen=True)
+class Progress:
+    """How far the review has got: what `fusekit status` says and the report's #review section shows."""
+
+    queued: dict[str, int] | None  # reason -> faces queued (in REVIEW_REASONS order); None: no queue yet
+    done: dict[str, int] | None  # reason -> queued faces with a verdict
+    verdicts: dict[str, int]  # accept / relabel / reject -> faces whose verdict it is (queued or not)
+    entries: int  # journal lines, undos and superseded verdicts included
+
+    @property
+    def faces_queued(self) -> int:
+        return sum((self.queued or {}).values())
+
+    @property
+    def faces_done(self) -> int:
+        return sum((self.done or {}).values())
+
+    def left(self) -> dict[str, int]:
+        """reason -> queued faces still without a verdict."""
+        return {r: n - (self.done or {}).get(r, 0) for r, n in (self.queued or {}).items()}
+
+
+def progress(workspace: Workspace) -> Progress | None:
+    """The review's progress, read from the queue and the journal (None when there is neither)."""
     queue_part = workspace.unit_dir(QUEUE_TABLE, UNIT) / "part-00000.parquet"
     rows = load(workspace)
     if not queue_part.is_file() and not rows:
-        return []
-    given = verdicts(workspace)
-    lines = []
+        return None
+    given = effective(rows)
+    queued = done = None
     if queue_part.is_file():
         queue = pq.read_table(queue_part, columns=["face_id", "reason"], schema=REVIEW_QUEUE_SCHEMA)
-        ids = queue.column("face_id").to_pylist()
-        reasons = Counter(queue.column("reason").to_pylist())
-        done = sum(1 for face_id in ids if face_id in given)
-        lines.append(f"review: {len(ids):,} faces queued, {done:,} done, {len(ids) - done:,} left ("
-                     + ", ".join(f"{r} {reasons[r]:,}" for r in REVIEW_REASONS if reasons.get(r)) + ")")
+        pairs = list(zip(queue.column("face_id").to_pylist(), queue.column("reason").to_pylist()))
+        counts = Counter(reason for _, reason in pairs)
+        finished = Counter(reason for face_id, reason in pairs if face_id in given)
+        order = [r for r in REVIEW_REASONS if counts.get(r)] + sorted(set(counts) - set(REVIEW_REASONS))
+        queued = {r: counts[r] for r in order}
+        done = {r: finished.get(r, 0) for r in order}
+    kinds = Counter(v.verdict for v in given.values())
+    return Progress(queued, done, {k: kinds.get(k, 0) for k in ("accept", "relabel", "reject")}, len(rows))
+
+
+def status_lines(workspace: Workspace) -> list[str]:
+    """What `fusekit status` says about the review queue and the verdicts given."""
+    state = progress(workspace)
+    if state is None:
+        return []
+    lines = []
+    if state.queued is not None:
+        lines.append(f"review: {state.faces_queued:,} faces queued, {state.faces_done:,} done, "
+                     f"{state.faces_queued - state.faces_done:,} left ("
+                     + ", ".join(f"{r} {n:,}" for r, n in state.queued.items()) + ")")
     else:
         lines.append("review: no queue (run `fusekit audit`)")
-    kinds = Counter(v.verdict for v in given.values())
-    lines.append(f"  verdicts: {len(given):,} faces ({kinds.get('accept', 0):,} accepted, "
-                 f"{kinds.get('relabel', 0):,} relabelled, {kinds.get('reject', 0):,} rejected), "
-                 f"{len(rows):,} entries in the journal")
+    kinds = state.verdicts
+    lines.append(f"  verdicts: {sum(kinds.values()):,} faces ({kinds['accept']:,} accepted, "
+                 f"{kinds['relabel']:,} relabelled, {kinds['reject']:,} rejected), "
+                 f"{state.entries:,} entries in the journal")
     return lines

@@ -31,15 +31,17 @@ def missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1000, height: int = 800):
-    """A headless Chromium WebDriver, offline, with the DevTools performance log on."""
+def chromium(width: int = 1000, height: int = 800, loopback: bool = False):
+    """A headless Chromium WebDriver, offline, with the DevTools performance log on. ``loopback``: 127.0.0.1 is
+    still reached (a local server's page, such as `fusekit review`'s); every host name still resolves to nothing."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--window-size={width},{height}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--window-size={width},{height}",
+                "--host-resolver-rules=MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else ""),
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--disable-default-apps", "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1"):
         options.add_argument(arg)

@@ -96,34 +96,50 @@ def test_on_a_globally_pooled_backbone_grad_cam_and_hirescam_agree():
     assert hires.heat.shape == (2, 64, 64)
 
 
-def test_jax_gives_the_maps_tensorflow_gives(trained, tmp_path):
-    """The same checkpoint explained on the JAX backend (in a fresh process) gives TensorFlow's maps."""
-    pytest.importorskip("jax")
-    script = tmp_path / "cam_on_backend.py"
-    script.write_text(
-        "import sys, numpy as np\n"
-        "from fusekit.explain.gradcam import gradcam\n"
-        "from fusekit.train.data import open_shards, read_columns\n"
-        "from fusekit.train.decode import decode\n"
-        "from fusekit.train.models import load_model\n"
-        "model = load_model(sys.argv[1], compile=False)\n"
-        "meta = read_columns(open_shards(sys.argv[2]).files['test'], ['label', 'image'])\n"
-        "x = np.stack([decode(r['bytes'], 24, 1) for r in meta['image'][:14]]).astype(np.float32) / 255\n"
-        "maps = gradcam(model, x, meta['label'][:14])\n"
-        "np.save(sys.argv[3], maps.heat)\n"
-        "print(maps.backend)\n")
-    heats = {}
-    for backend in ("jax", "tensorflow"):
-        out = tmp_path / f"{backend}.npy"
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
-        done = subprocess.run([sys.executable, str(script), str(trained / "ws" / "runs" / "learn" / "best.keras"),
-                               str(trained / "dataset"), str(out)], capture_output=True, text=True, env=env,
-                              timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.split()[-1] == backend
-        heats[backend] = np.load(out)
-    assert heats["jax"].shape == (14, 24, 24) and heats["jax"].std() > 0.05
-    assert np.abs(heats["jax"] - heats["tensorflow"]).max() < 1e-4
+CAM_ON_BACKEND = (
+    "import sys, numpy as np\n"
+    "from fusekit.explain.gradcam import gradcam\n"
+    "from fusekit.train.data import open_shards, read_columns\n"
+    "from fusekit.train.decode import decode\n"
+    "from fusekit.train.models import load_model\n"
+    "model = load_model(sys.argv[1], compile=False)\n"
+    "meta = read_columns(open_shards(sys.argv[2]).files['test'], ['label', 'image'])\n"
+    "x = np.stack([decode(r['bytes'], 24, 1) for r in meta['image'][:14]]).astype(np.float32) / 255\n"
+    "maps = gradcam(model, x, meta['label'][:14])\n"
+    "np.savez(sys.argv[3], heat=maps.heat, raw=maps.raw, probabilities=maps.probabilities)\n"
+    "print(maps.backend)\n")
+
+
+def _maps_on(backend: str, trained, folder) -> dict[str, np.ndarray]:
+    """The checkpoint's maps of 14 test faces, computed in a fresh process with Keras on ``backend``."""
+    script = folder / "cam_on_backend.py"
+    script.write_text(CAM_ON_BACKEND)
+    out = folder / f"{backend}.npz"
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, str(script), str(trained / "ws" / "runs" / "learn" / "best.keras"),
+                           str(trained / "dataset"), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == backend
+    with np.load(out) as stored:
+        return dict(stored)
+
+
+@pytest.fixture(scope="module")
+def tensorflow_maps(trained, tmp_path_factory):
+    return _maps_on("tensorflow", trained, tmp_path_factory.mktemp("tf-maps"))
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_backends_give_the_maps_tensorflow_gives(backend, trained, tensorflow_maps, tmp_path):
+    """The same checkpoint explained on JAX and on PyTorch (each in a fresh process) gives TensorFlow's maps: the
+    normalised heat, the raw maps (relative to their scale) and the probabilities."""
+    pytest.importorskip(backend)
+    maps = _maps_on(backend, trained, tmp_path)
+    theirs = tensorflow_maps
+    assert maps["heat"].shape == (14, 24, 24) and maps["heat"].std() > 0.05
+    assert np.abs(maps["heat"] - theirs["heat"]).max() < 1e-4
+    assert np.abs(maps["raw"] - theirs["raw"]).max() < 1e-4 * np.abs(theirs["raw"]).max()
+    assert np.abs(maps["probabilities"] - theirs["probabilities"]).max() < 1e-5
 
 
 def test_user_mistakes_exit_2_with_one_line(trained, capsys):

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 from helpers import call_cli, image_bytes, run_cli
 
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
+from fusekit import reviews
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, REVIEW_QUEUE_SCHEMA
 from fusekit.workspace import Workspace, write_parquet_atomic
 
 SECTION_IDS = ("funnel", "classes", "balance", "duplicates", "samples", "crawl", "review", "runs", "explain")
@@ -27,7 +28,8 @@ def _write(ws: Workspace, table: str, unit: str, rows: list[dict], schema: pa.Sc
 @pytest.fixture
 def small(tmp_path) -> Workspace:
     """Two datasets: alpha (4 images + 2 rejects, 4 faces), beta (4 images + 1 reject, 3 faces + 1 no_face);
-    duplicate groups g1 = {alpha/a0, beta/b0}, g2 = {alpha/a1, alpha/a2}; one face to review; 3 reviews."""
+    duplicate groups g1 = {alpha/a0, beta/b0}, g2 = {alpha/a1, alpha/a2}; one face to review; an audit queue of 4
+    faces and 7 journal entries (see _review_journal)."""
     ws = Workspace(tmp_path / "ws").ensure()
     labels = {"alpha": ["happy", "happy", "sad", "fear"], "beta": ["happy", "sad", "sad", "angry"]}
     for d, names in labels.items():
@@ -56,10 +58,31 @@ def small(tmp_path) -> Workspace:
                  ("beta/v1/2#0", "beta", "sad", "keep", None, None)]
     _write(ws, "decisions", "all", [dict(zip(("face_id", "dataset", "label", "decision", "reason", "dup_group"), d),
                                          flags=[]) for d in decisions], DECISIONS_SCHEMA)
-    _write(ws, "reviews", "all", [{"face_id": "beta/v1/1#0", "verdict": "accept"},
-                                  {"face_id": "alpha/v1/3#0", "verdict": "relabel"},
-                                  {"face_id": "beta/v1/2#0", "verdict": "accept"}], None)
+    _review_journal(ws)
     return ws
+
+
+def _review_journal(ws: Workspace) -> None:
+    """A queue as `fusekit audit` writes it (label_issue 2, low_score 1, label_conflict 1) and verdicts through the
+    journal the review server appends to: alpha/a0's reject is undone (no verdict), alpha/a1's reject is overruled
+    by an accept, beta/b2 (not queued) is accepted. Counted: 4 queued, 3 done, 1 left (label_issue); 4 faces with
+    a verdict: 3 accepted, 1 relabelled, 0 rejected; 7 entries."""
+    queue = [("alpha/v1/0#0", "alpha", "happy", "label_issue"), ("alpha/v1/1#0", "alpha", "happy", "label_issue"),
+             ("alpha/v1/3#0", "alpha", "fear", "low_score"), ("beta/v1/1#0", "beta", "sad", "label_conflict")]
+    _write(ws, "review_queue", "all", [
+        {"face_id": f, "dataset": d, "split": "train", "label": label, "reason": reason, "reasons": [reason],
+         "rank": rank, "score": 0.1, "top_classes": ["sad", label, "fear"], "top_probs": [0.6, 0.3, 0.1],
+         "features": "builtin:hog+pixels"} for rank, (f, d, label, reason) in enumerate(queue, 1)],
+        REVIEW_QUEUE_SCHEMA)
+    journal = reviews.Journal(ws)
+    for entry in ({"face_id": "beta/v1/1#0", "verdict": "accept", "was_label": "sad"},
+                  {"face_id": "alpha/v1/3#0", "verdict": "relabel", "label": "happy", "was_label": "fear"},
+                  {"face_id": "alpha/v1/0#0", "verdict": "reject", "was_label": "happy"},
+                  {"face_id": "alpha/v1/0#0", "verdict": "undo", "undoes": 3},
+                  {"face_id": "alpha/v1/1#0", "verdict": "reject", "was_label": "happy"},
+                  {"face_id": "alpha/v1/1#0", "verdict": "accept", "was_label": "happy"},
+                  {"face_id": "beta/v1/2#0", "verdict": "accept", "was_label": "sad"}):
+        journal.append(entry)
 
 
 def test_collect_counts_every_stage_and_the_duplicates_between_datasets(small):
@@ -81,8 +104,11 @@ def test_collect_counts_every_stage_and_the_duplicates_between_datasets(small):
     assert [t.face_id for t in data.samples["source:beta"]] == ["beta/v1/2#0"]
     assert all(t.uri.startswith("data:image/jpeg;base64,") for v in data.samples.values() for t in v)
     assert data.review["dedupe_review"] == {"label_conflict": 1}
-    assert data.review["tables"]["reviews"] == {"rows": 3, "by": "verdict", "counts": {"accept": 2, "relabel": 1},
-                                               "faces": 3}
+    state = data.review["progress"]
+    assert state.queued == {"label_issue": 2, "low_score": 1, "label_conflict": 1}
+    assert state.done == {"label_issue": 1, "low_score": 1, "label_conflict": 1}
+    assert state.left() == {"label_issue": 1, "low_score": 0, "label_conflict": 0}
+    assert state.verdicts == {"accept": 3, "relabel": 1, "reject": 0} and state.entries == 7
     assert data.crawl is None and data.runs == [] and data.dataset_card is None
 
 
@@ -98,8 +124,18 @@ def test_page_is_self_contained_and_the_same_bytes_every_time(small, capsys):
     for sid, says in (("crawl", "crawl: not run"), ("runs", "train: not run"), ("explain", "explain: not run"),
                       ("balance", "balance: not run")):
         assert says in sections[sid], sid
-    assert "no reviews yet" not in sections["review"] and ">accept</td><td>2</td>" in sections["review"]
-    assert "dedupe sent 1 faces to review" in sections["review"]
+    review = sections["review"]
+    assert "no reviews yet" not in review and "dedupe sent 1 faces to review" in review
+    # the numbers `fusekit status` gives, from the same journal
+    assert reviews.status_lines(small) == [
+        "review: 4 faces queued, 3 done, 1 left (label_issue 2, low_score 1, label_conflict 1)",
+        "  verdicts: 4 faces (3 accepted, 1 relabelled, 0 rejected), 7 entries in the journal"]
+    assert "audit queue: 4 faces queued, 3 done, 1 left" in review
+    cells = [re.sub(r"<[^>]+>", "|", row).strip("|").replace("||", "|")
+             for row in re.findall(r"<tr>(.*?)</tr>", review)]
+    assert cells == ["reason|queued|done|left", "label_issue|2|1|1", "low_score|1|1|0", "label_conflict|1|1|0",
+                     "all|4|3|1", "verdict|faces", "accepted|3", "relabelled|1", "rejected|0"]
+    assert "verdicts: 4 faces, 7 entries in the journal" in review
     sources = re.findall(r'\ssrc="([^"]*)"', page)
     # per class: happy 2, sad 1, fear 1; per source: alpha 3, beta 1
     assert len(sources) == page.count("<img ") == 2 + 1 + 1 + 3 + 1

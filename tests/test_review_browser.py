@@ -5,6 +5,7 @@ lost; a restart resumes where the person stopped. The token and the bad requests
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import headless
 import pyarrow as pa
 import pytest
 
@@ -25,7 +27,6 @@ from fusekit.records import REVIEW_QUEUE_SCHEMA
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, write_parquet_atomic
 
-CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 N = 60  # a page holds 40: two pages
 
 
@@ -114,18 +115,13 @@ def test_every_request_needs_the_token_and_bad_verdicts_are_refused(tmp_path):
     assert [r["verdict"] for r in reviews.load(ws)] == ["reject"]
 
 
-def _driver():
-    if not (CHROMIUM.is_file() and DRIVER.is_file()):
-        pytest.skip("needs Debian's chromium and chromium-driver (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000", "--no-first-run", "--disable-background-networking"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(str(DRIVER)), options=options)  # the path given: no Selenium Manager
+def _browser(stack: contextlib.ExitStack):
+    """tests/headless.py's Chromium (Debian's, by path: no Selenium Manager), with 127.0.0.1 let through its
+    resolver rules: every other host still resolves to nothing."""
+    reason = headless.missing()
+    if reason is not None:
+        pytest.skip(reason)
+    return stack.enter_context(headless.chromium(1400, 1000, loopback=True))
 
 
 def _wait(driver, script: str, timeout: float = 20):
@@ -157,10 +153,13 @@ def test_review_in_a_real_browser(tmp_path):
     ws, queue = _workspace(tmp_path / "ws")
     ids = [q["face_id"] for q in queue]
     server = Server(ws)
-    driver = _driver()
+    stack = contextlib.ExitStack()
     try:
+        driver = _browser(stack)
         driver.get(server.url)
         _wait(driver, "return document.body.dataset.ready")
+        asked = headless.requests_made(driver)  # the page, its two static files, the queue, the thumbnails
+        assert asked and all(url.startswith(server.base + "/") for url in asked), asked
         tiles = driver.execute_script(TILES)
         assert len(tiles) == 40 and tiles[0][3] and tiles[0][1] == "todo"
         # keys: reject, relabel to fear (3), accept, skip one (arrow), reject, undo that reject
@@ -234,6 +233,6 @@ def test_review_in_a_real_browser(tmp_path):
         assert {t[0] for t in tiles if t[1] == "saved"} == {i for i in ids[:40] if i in given}
         assert driver.execute_script("return document.getElementById('progress').dataset.done") == str(len(given))
     finally:
-        driver.quit()
+        stack.close()
         server.stop()
     assert reviews.compact(ws).num_rows == len(reviews.load(ws))  # the reviews table holds every journal row

@@ -24,9 +24,12 @@ ordinary input gradient on each backend (`_gradients`):
 - TensorFlow: ``tf.GradientTape`` watching A;
 - JAX: ``jax.grad`` of the summed class logits as a function of A (the Keras layers are traced with their
   weights as constants, training=False);
-- PyTorch: A as a leaf tensor with ``requires_grad``, ``backward()`` on the summed class logits, ``A.grad``
-  (written to Keras's torch backend but not run yet: the test environment has no torch; the TensorFlow and JAX paths
-  are tested against each other).
+- PyTorch: A as a leaf tensor with ``requires_grad``, ``backward()`` on the summed class logits, ``A.grad``.
+
+The three are tested against each other (tests/test_explain.py, each backend in a fresh process on one TensorFlow-
+trained checkpoint of the tiny model, 14 test faces): with torch 2.13 (CPU) the maps equal TensorFlow's (largest
+difference 0.0 in the normalised heat and the raw maps, 1.2e-7 in the probabilities), with JAX 0.10 they differ by at
+most 1.8e-7. The torch path has run on the CPU only.
 
 Where the cut is: the last layer (scanning back from the output) whose output is 4-D and that is not a pooling
 layer (the last convolution's activations, as in the paper), or, in a model that wraps a

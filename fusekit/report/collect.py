@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fusekit import locks
+from fusekit import locks, reviews
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace
@@ -29,9 +29,6 @@ from fusekit.workspace import Workspace
 ALL_CLASSES = tuple(CLASSES)
 SAMPLES_PER_ROW = 8  # thumbnails per class and per source
 THUMB_SIDE = 64
-# The tables the review stage writes (issue 17 items 1-4); read generically: whatever columns they have.
-REVIEW_TABLES = ("review_queue", "reviews")
-VERDICT_COLUMNS = ("verdict", "decision", "action", "status")
 
 
 @dataclass
@@ -106,7 +103,7 @@ class ReportData:
     duplicates: dict[str, Any] | None  # {"datasets", "groups", "faces", "matrix"}
     samples: dict[str, list[Thumb]] | None  # "class:<name>" / "source:<name>" -> thumbnails
     crawl: dict[str, Any] | None  # {"rows": [CrawlRow], "rejects": {"engine / keyword": {reason: n}}}
-    review: dict[str, Any]  # {"dedupe_review": {reason: n} | None, "tables": {name: {"rows", "by", "counts", ...}}}
+    review: dict[str, Any]  # {"dedupe_review": {reason: n} | None, "progress": reviews.Progress | None}
     runs: list[RunData]
     dataset_card: dict[str, Any] | None  # fusekit.json of <workspace>/dataset
 
@@ -365,24 +362,12 @@ def _crawl(workspace, faces, decisions) -> dict[str, Any] | None:
 
 
 def _review(workspace, decisions) -> dict[str, Any]:
-    out: dict[str, Any] = {"dedupe_review": None, "tables": {}}
+    """Dedupe's faces left for review by reason, and the audit queue and verdicts as `fusekit status` counts them
+    (``fusekit.reviews.progress``: the journal, so verdicts given while the server still runs count)."""
+    out: dict[str, Any] = {"dedupe_review": None, "progress": reviews.progress(workspace)}
     if decisions is not None:
-        out["dedupe_review"] = _count(decisions.filter(pc.field("decision") == "review"), ["reason"])
-        out["dedupe_review"] = {(k[0] or "?"): n for k, n in sorted(out["dedupe_review"].items(),
-                                                                     key=lambda kv: str(kv[0]))}
-    for name in REVIEW_TABLES:
-        files = [p for u in workspace.units(name) for p in sorted(workspace.unit_dir(name, u).glob("part-*.parquet"))]
-        if not files:
-            continue
-        table = pa.concat_tables([pq.read_table(p) for p in files], promote_options="default")
-        info: dict[str, Any] = {"rows": table.num_rows}
-        column = next((c for c in VERDICT_COLUMNS if c in table.column_names), None)
-        if column is not None:
-            info["by"] = column
-            info["counts"] = dict(sorted(Counter(str(v) for v in table.column(column).to_pylist()).items()))
-        if "face_id" in table.column_names:
-            info["faces"] = len(set(table.column("face_id").to_pylist()))
-        out["tables"][name] = info
+        waiting = _count(decisions.filter(pc.field("decision") == "review"), ["reason"])
+        out["dedupe_review"] = {(k[0] or "?"): n for k, n in sorted(waiting.items(), key=lambda kv: str(kv[0]))}
     return out
 
 

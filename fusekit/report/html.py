@@ -265,15 +265,25 @@ def _review(data: ReportData) -> str:
     if r["dedupe_review"] is not None:
         waiting = sum(r["dedupe_review"].values())
         parts.append(f"<p>dedupe sent {waiting:,} faces to review ({escape(_reasons(r['dedupe_review']))}).</p>")
-    if not r["tables"]:
-        parts.append('<p class="note no-reviews">no reviews yet</p>')
-    for name, info in r["tables"].items():
-        line = f"{name}: {info['rows']:,} rows"
-        if "faces" in info:
-            line += f" ({info['faces']:,} faces)"
-        parts.append(f"<p>{escape(line)}</p>")
-        if "counts" in info:
-            parts.append(table([info["by"], "rows"], sorted(info["counts"].items())))
+    state = r["progress"]
+    if state is None:
+        parts.append('<p class="note no-reviews">no reviews yet (fusekit audit queues faces, fusekit review '
+                     'records the verdicts)</p>')
+        return _section("review", "".join(parts))
+    if state.queued is None:
+        parts.append('<p class="note">no audit queue (fusekit audit)</p>')
+    else:
+        left = state.left()
+        parts.append(f'<p class="queue">audit queue: {state.faces_queued:,} faces queued, {state.faces_done:,} done, '
+                     f'{state.faces_queued - state.faces_done:,} left</p>')
+        rows = [(reason, n, state.done[reason], left[reason]) for reason, n in state.queued.items()]
+        rows.append(("all", state.faces_queued, state.faces_done, state.faces_queued - state.faces_done))
+        parts.append(table(["reason", "queued", "done", "left"], rows))
+    kinds = state.verdicts
+    parts.append(f'<p class="verdicts">verdicts: {sum(kinds.values()):,} faces, {state.entries:,} entries in the '
+                 'journal</p>')
+    parts.append(table(["verdict", "faces"], [("accepted", kinds["accept"]), ("relabelled", kinds["relabel"]),
+                                              ("rejected", kinds["reject"])]))
     return _section("review", "".join(parts))
 
 
