@@ -141,26 +141,26 @@ def _gradients(head: Callable, features: np.ndarray, class_ids: np.ndarray,
         a = tf.convert_to_tensor(features)
         with tf.GradientTape() as tape:
             tape.watch(a)
-            logits = head(a)
+            logits = tf.cast(head(a), tf.float32)  # a mixed_bfloat16 model's head computes in bfloat16
             score = tf.reduce_sum(logits * onehot)
-        return tape.gradient(score, a).numpy(), logits.numpy()
+        return tf.cast(tape.gradient(score, a), tf.float32).numpy(), logits.numpy()
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
         def score(a):
-            logits = head(a)
+            logits = head(a).astype(jnp.float32)
             return jnp.sum(logits * onehot), logits
 
         grads, logits = jax.grad(score, has_aux=True)(jnp.asarray(features))
-        return np.asarray(grads), np.asarray(logits)
+        return np.asarray(grads, np.float32), np.asarray(logits)
     if backend == "torch":
         import torch
 
         a = torch.tensor(features, requires_grad=True)  # a leaf on the CPU; the layers move it where they run
-        logits = head(a)
+        logits = head(a).float()  # numpy has no bfloat16: a mixed_bfloat16 model's head computes in it
         (logits * torch.as_tensor(onehot, device=logits.device)).sum().backward()
-        return a.grad.detach().cpu().numpy(), logits.detach().cpu().numpy()
+        return a.grad.detach().float().cpu().numpy(), logits.detach().cpu().numpy()
     raise UserError(f"Grad-CAM needs gradients: backend {backend!r} is not supported (tensorflow, jax, torch)")
 
 
