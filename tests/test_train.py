@@ -168,7 +168,7 @@ def test_presets_and_flags_resolve():
         ("sgd", 1e-4, 1e-3, 0.9, 112, 3, "flip,rotate=5")
     base = resolve(TrainConfig(data=Path("d"), preset="cnn-baseline", model="cnn1", lr=5e-4))
     assert (base.optimizer, base.epochs, base.input_size, base.channels, base.lr, base.augment, base.patience) == \
-        ("adam", 75, 48, 1, 5e-4, "none", 0)
+        ("adam", 75, 48, 1, 5e-4, "flip,rotate=10,crop=4", 0)
     with pytest.raises(ValueError, match="choose a model"):
         resolve(TrainConfig(data=Path("d")))
 
