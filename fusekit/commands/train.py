@@ -89,7 +89,7 @@ def train(
     loader: str = typer.Option("auto", "--loader", help="auto (tf.data on TensorFlow, else worker processes), tf, "
                                                         "workers."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Worker processes of the process loader."),
-    precision: str = typer.Option("auto", "--precision", help="auto, float32, mixed_float16, mixed_bfloat16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (GPU: mixed float16/bfloat16 by capability; CPU: mixed_bfloat16 where the CPU has bfloat16 instructions, else float32), float32, mixed_float16, mixed_bfloat16."),
     keep_checkpoints: int = typer.Option(3, "--keep-checkpoints", help="Per-epoch checkpoints kept (0: all)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="At most this many steps per epoch (smoke "
                                                                       "tests)."),
