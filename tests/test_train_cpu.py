@@ -39,3 +39,21 @@ def test_cpu_flags_are_read_from_proc_cpuinfo(monkeypatch, tmp_path):
     assert loop.cpu_has_bfloat16() is True
     info.unlink()
     assert loop.cpu_has_bfloat16() is False
+
+
+def test_a_run_leaves_keras_global_policy_as_it_found_it(tmp_path, monkeypatch):
+    """A bfloat16 CPU run must not leave Keras's global policy at bfloat16: MTCNN (TensorFlow/Keras) run later in the
+    same process (`fusekit build`, the demo, a test session) would detect faces in bfloat16 (boxes off by 15 %)."""
+    import keras
+
+    from fusekit.train import loop
+    from fusekit.train.config import TrainConfig
+    from test_train import write_shards
+
+    monkeypatch.setattr(loop, "cpu_has_bfloat16", lambda: True)
+    data = write_shards(tmp_path / "ds", per_class=4, size=24, shards=1)
+    before = keras.config.dtype_policy().name
+    report = loop.run_train(tmp_path / "ws", TrainConfig(data=data, model="tiny", run="r", epochs=1, augment="none",
+                                                         verbose=False))
+    assert report.precision == ("mixed_bfloat16" if keras.backend.backend() == "tensorflow" else before)
+    assert keras.config.dtype_policy().name == before

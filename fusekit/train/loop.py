@@ -330,9 +330,15 @@ def run_train(workspace, config: TrainConfig, echo: Callable[[str], None] | None
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     propagate, log.propagate = log.propagate, False  # the console gets `echo` lines, the file everything
+    import keras
+
+    # the run's dtype policy is Keras's global one: put it back, so that what runs next in this process (MTCNN in
+    # `fusekit build` or the demo, another run) computes as it would have without this run (a CPU run is bfloat16)
+    policy = keras.config.dtype_policy()
     try:
         return _train(root, run, config, shards, resumed, echo)
     finally:
+        keras.config.set_dtype_policy(policy)
         log.removeHandler(handler)
         log.propagate = propagate
         handler.close()
