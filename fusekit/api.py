@@ -40,8 +40,47 @@ def require(workspace: Workspace) -> Workspace:
     return workspace
 
 
-def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
-    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`).
+@dataclass
+class IngestRun:
+    """What `fusekit ingest` did: the ingest stage's report, then the faces stage's on that unit (None when
+    ``config.faces`` is off). The two stages never call each other; this verb composes them."""
+
+    ingest: IngestReport
+    faces: Any = None  # fusekit.faces.FacesReport
+
+    @property
+    def unit(self) -> str:
+        return self.ingest.unit
+
+    def render(self) -> str:
+        from fusekit import render
+
+        return "\n".join([render.ingest_report(self.ingest)]
+                         + ([render.faces_report(self.faces)] if self.faces is not None else []))
+
+
+@dataclass
+class CrawlRun:
+    """What `fusekit crawl` did: the crawl stage's report, then the faces stage's on the crawled unit."""
+
+    crawl: Any  # fusekit.crawl.CrawlReport
+    faces: Any = None  # fusekit.faces.FacesReport, or None (--no-faces, or no faces stage in this install)
+
+    @property
+    def unit(self) -> str:
+        return str(self.crawl.unit)
+
+    def render(self) -> str:
+        from fusekit import render
+        from fusekit.crawl.stage import format_report
+
+        return "\n".join([format_report(self.crawl)]
+                         + ([f"faces: {render.faces_line(self.faces)}"] if self.faces is not None else []))
+
+
+def ingest(workspace: Workspace, config: IngestConfig) -> IngestRun:
+    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`), then run the faces stage
+    on that unit when ``config.faces`` (``fusekit ingest ck+`` leaves aligned faces behind).
 
     Holds the workspace lock shared and the unit's lock exclusive from before staging to after the faces stage (when
     ``config.faces``): a second ingest of the same variant stops at once, one of another dataset runs beside it. The
@@ -59,7 +98,37 @@ def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
                 manifest, cls, anchor = plan(config, workspace, notes)
         source = cls(anchor, manifest.variant(cls.variant), config.options)
         with locks.writing(workspace, [unit_name(source.dataset_name, cls.variant)]):
-            return run_ingest(workspace, config, (manifest, cls, anchor, notes))
+            report = IngestRun(run_ingest(workspace, config, (manifest, cls, anchor, notes)))
+            if config.faces:
+                from fusekit.faces import run_faces  # loads TensorFlow only when faces are asked for
+
+                report.faces = run_faces(workspace, units=[report.unit])
+            return report
+
+
+def crawl(workspace: Workspace, config: Any) -> CrawlRun:
+    """Crawl an image search engine into unit ``crawl--<engine>`` (``fusekit.crawl.run_crawl``), then run the faces
+    stage on that unit when ``config.faces``. The crawl's checks run first; then the ``crawl`` lock and the unit's
+    are held across both stages, so no second crawl writes the unit before its faces are made."""
+    from fusekit.crawl.stage import exclusive, plan as plan_crawl, run_crawl
+
+    planned = plan_crawl(config)
+    workspace.ensure()
+    with exclusive(workspace, f"crawl--{planned[3].name}"):
+        report = CrawlRun(run_crawl(workspace, config, planned))
+        if config.faces:
+            report.faces = _faces_after_crawl(workspace, report)
+    return report
+
+
+def _faces_after_crawl(workspace: Workspace, report: CrawlRun) -> Any:
+    try:
+        from fusekit.faces import run_faces
+    except ImportError:  # an install without the faces stage still crawls
+        report.crawl.notes.append(f"the faces stage is not available in this build: run `fusekit faces` later for "
+                                  f"{report.unit}")
+        return None
+    return run_faces(workspace, units=[report.unit])
 
 
 def faces(workspace: Workspace, config: Any = None, units: list[str] | None = None, **options: Any) -> Any:
@@ -226,5 +295,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
-           "IngestConfig", "Workspace"]
+__all__ = ["ingest", "crawl", "faces", "dedupe", "balance", "datasets", "remove", "status", "require", "NoWorkspace",
+           "IngestConfig", "IngestRun", "CrawlRun", "Workspace"]

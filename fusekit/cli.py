@@ -124,7 +124,7 @@ def ingest(
         help="An archive --source may hold at most N members [default: 2,000,000, or $FUSEKIT_ARCHIVE_MAX_MEMBERS]."),
 ) -> None:
     """Read a dataset in its native layout into the workspace."""
-    from fusekit import api, render
+    from fusekit import api
     from fusekit.archives import ExtractLimits, parse_size
     from fusekit.config import IngestConfig
 
@@ -138,8 +138,7 @@ def ingest(
         options["name"] = dataset_name
     config = IngestConfig(name=name, source=source, variant=variant, options=options, chunk_size=chunk_size,
                           workers=workers, faces=not no_faces, extract_limits=limits)
-    report = api.ingest(_workspace(), config)
-    _echo(render.ingest_report(report))
+    _echo(api.ingest(_workspace(), config).render())
 
 
 @app.command()

@@ -23,7 +23,7 @@ class IngestConfig:
     options: dict[str, Any] = field(default_factory=dict)
     chunk_size: int = 2048
     workers: int = 2
-    faces: bool = True
+    faces: bool = True  # run the faces stage afterwards: read by fusekit.api.ingest, which composes the two
     extract_limits: Any = None  # archives.ExtractLimits for an archive --source (None: the environment's)
 
     def __post_init__(self) -> None:

@@ -31,6 +31,7 @@ from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
 from fusekit.sources.base import PATH_OPTIONS, Source
 from fusekit.taxonomy import CLASS_ID
+from fusekit.text import reasons, split_label_table
 from fusekit.workspace import Workspace, digest, tree_listing, unit_name
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,22 @@ class IngestReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    faces: Any = None  # the faces stage's FacesReport for this unit, when IngestConfig.faces ran it
 
     @property
     def rejected(self) -> int:
         return sum(self.rejects.values())
+
+    def render(self) -> str:
+        """`fusekit ingest`'s summary: the variant found, images per class and split, rejects by reason, notes."""
+        lines = [f"{self.dataset}: detected variant {self.variant!r} at {self.anchor}"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(split_label_table(self.by_split_label) if self.images else "no images")
+        lines.append(f"{self.images:,} images, {self.rejected:,} rejected"
+                     + (f" ({reasons(self.rejects)})" if self.rejects else "")
+                     + f", {self.seconds:.1f} s" + (f", resumed {self.resumed_parts} of {self.parts} parts"
+                                                    if self.resumed_parts else ""))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -373,10 +385,6 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
     staging.finish(info, TABLES)
     report.seconds = time.perf_counter() - started
     report.notes.extend(_expectation_notes(spec, report))
-    if config.faces:
-        from fusekit.faces import run_faces  # loads TensorFlow only when faces are asked for
-
-        report.faces = run_faces(workspace, units=[unit])
     return report
 
 

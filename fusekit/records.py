@@ -188,6 +188,14 @@ DECISIONS_SCHEMA = pa.schema(
     ]
 )
 
+
+
+def flag_kind(flag: str) -> str:
+    """A decisions ``flags`` entry's kind: ``near_duplicate_of:<id>`` -> ``near_duplicate_of``; other flags are their
+    own kind (read by dedupe's report and by balance, so it lives with the schema, not in either stage)."""
+    return flag.split(":", 1)[0]
+
+
 REJECT_REASONS.update(
     {
         "no_face": "no face was found where the source's policy requires one (full frames, crawled pictures)",

@@ -332,7 +332,7 @@ def test_predict_labels_each_aligned_face(trained, monkeypatch, tmp_path, capsys
         return [face] if image.getpixel((0, 0)) is not None else []
 
     monkeypatch.setitem(sys.modules, "fusekit.faces", types.SimpleNamespace(detect_and_align=detect_and_align))
-    from fusekit.train import predict
+    from fusekit.predict import predict
 
     (tmp_path / "broken.png").write_bytes(b"not an image")
     results = predict(root / "ws", "learn", [*pictures, str(tmp_path / "broken.png")])

@@ -32,7 +32,7 @@ from fusekit.balance.emit import PlannedRow, write_splits
 from fusekit.balance.shards import ShardStats, shard_schema
 from fusekit.balance.splits import assign_splits
 from fusekit.errors import UserError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS, flag_kind
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, digest, write_json_atomic
 
@@ -169,8 +169,6 @@ def flags_from_reason(reason: str | None, kept_id: str | None) -> tuple[str, ...
 
 def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa.Table:
     """The faces that go into the dataset, sorted by id, with their decision columns."""
-    from fusekit.dedupe.stage import flag_kind
-
     faces = inputs.faces
     report.faces = faces.num_rows
     keep_rows, dup, phash, flag_rows = [], [], [], []

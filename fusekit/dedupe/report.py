@@ -7,7 +7,7 @@ from typing import Any
 
 from fusekit.dedupe.stage import UNIT, DedupeReport
 from fusekit.records import DECISIONS_SCHEMA
-from fusekit.render import table
+from fusekit.text import table
 from fusekit.workspace import Workspace, digest
 
 

@@ -30,7 +30,7 @@ from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
 from fusekit.errors import ConfigError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, flag_kind
 from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,12 @@ class DedupeReport:
         data = asdict(self)
         data["dropped"] = dict(self.dropped)
         return data
+
+    def render(self) -> str:
+        """`fusekit dedupe`'s summary (``fusekit.dedupe.report.render_report``)."""
+        from fusekit.dedupe.report import render_report
+
+        return render_report(self)
 
 
 # -- hashing with a per-unit cache ---------------------------------------------------------------------------------------
@@ -411,11 +417,6 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     columns["flags"] = pa.array(flags, DECISIONS_SCHEMA.field("flags").type)
     table = pa.Table.from_pydict({name: columns[name] for name in DECISIONS_SCHEMA.names}, schema=DECISIONS_SCHEMA)
     return table.take(pc.sort_indices(table, [("face_id", "ascending")]))
-
-
-def flag_kind(flag: str) -> str:
-    """``near_duplicate_of:<id>`` -> ``near_duplicate_of``; other flags are their own kind."""
-    return flag.split(":", 1)[0]
 
 
 def _count_test_flags(report: DedupeReport, datasets: np.ndarray, is_test: np.ndarray,

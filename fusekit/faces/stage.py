@@ -113,6 +113,12 @@ class FacesReport:
     def nothing_to_do(self) -> bool:
         return all(u.up_to_date for u in self.units) and not self.removed_units
 
+    def render(self) -> str:
+        """`fusekit faces` summary: per images unit, faces found, aligned, kept unaligned, rejected."""
+        from fusekit.faces.summary import render_report
+
+        return render_report(self)
+
 
 # -- which policy a unit gets ---------------------------------------------------------------------------------------------
 

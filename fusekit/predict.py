@@ -1,9 +1,9 @@
-"""`predict` (exported as `fusekit.train.predict`; the module is not named predict.py so that the package
-attribute stays the function): label the faces in a user's pictures with a trained run.
+"""`predict`: label the faces in a user's pictures with a trained run (`fusekit predict`).
 
-Faces are found and aligned exactly as the pipeline aligned the training faces (`fusekit.faces.detect_and_align`,
-imported only here so that training never loads the detector), to the dataset's face size, then converted to the
-model's input (size, grey or RGB) by the same code the process loader uses (`fusekit.train.decode.prepare`).
+It composes two stages, so it sits above them beside ``fusekit.api`` (the train stage reads shards only and never
+imports the faces stage): faces are found and aligned exactly as the pipeline aligned the training faces
+(`fusekit.faces.detect_and_align`) to the dataset's face size, then converted to the model's input (size, grey or
+RGB) by the same code the process loader uses (`fusekit.train.decode.prepare`).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
 
 
 def render_predictions(predictions: Sequence[FacePrediction], top: int = 3) -> str:
-    from fusekit.render import table
+    from fusekit.text import table
 
     rows = []
     for p in predictions:
