@@ -26,7 +26,7 @@ from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
 from fusekit.imageio import Rejected, encoded_info, inspect, max_image_bytes, read_source, text_name
-from fusekit.manifests import DROP, Manifest, Variant, resolve
+from fusekit.manifests import DROP, Manifest, Variant, resolve, unit_facts
 from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
 from fusekit.sources.base import PATH_OPTIONS, Source
@@ -381,6 +381,7 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
         "rejects": dict(report.rejects),
         "fusekit": __version__,
         "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **unit_facts(manifest, spec, source.dataset_name),  # face policy, terms, citation: recorded once, here
     }
     staging.finish(info, TABLES)
     report.seconds = time.perf_counter() - started

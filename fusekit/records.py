@@ -162,6 +162,9 @@ FACES_SCHEMA = pa.schema(
         ("resolution", pa.float32()),
         ("detector", pa.string()),  # e.g. "mtcnn 1.0.0 thresholds=0.6,0.7,0.7 min_face=20"
         ("extra", pa.string()),
+        # every canonical label the source gives the picture when it gives more than one (the crawl found it under
+        # two emotions' keywords: images.extra label_conflict), copied here for dedupe; null otherwise
+        ("labels", pa.list_(pa.string())),
     ]
 )
 

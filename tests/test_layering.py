@@ -4,6 +4,7 @@
   ``fusekit.api`` and the commands compose them.
 - The ground floor (``workspace``, ``records``, ``taxonomy``, ``errors``, ``text``, ...) imports no stage.
 - ``train`` reads shards only: no table schema of the workspace, no ``Workspace.read``.
+- ``dedupe`` reads only ``faces`` (and writes ``decisions``).
 
 A new stage package is one more name in ``STAGES`` (the other branches add audit, review, report, explain).
 """
@@ -22,6 +23,7 @@ STAGES = ["ingest", "crawl", "faces", "dedupe", "balance", "train", "audit", "re
 ABOVE = ["cli", "api", "commands", "build", "demo", "predict"]
 # Imports no stage (nor anything above the stages).
 GROUND = ["workspace", "records", "taxonomy", "errors", "text", "render", "locks", "lazy", "progress", "processes",
+          "runner", "distribute_ray",
           "imageio", "manifests", "config", "archives", "sources"]
 TABLE_SCHEMAS = {"IMAGES_SCHEMA", "REJECTS_SCHEMA", "FACES_SCHEMA", "DECISIONS_SCHEMA"}
 
@@ -99,6 +101,22 @@ def test_train_reads_shards_only():
                 wrong.append(f"{name} uses a table schema")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "read" \
                     and node.args and isinstance(node.args[0], ast.Constant):
+                wrong.append(f"{name} reads the table {node.args[0].value!r}")
+    assert wrong == []
+
+
+def test_dedupe_reads_only_faces():
+    """What dedupe needs of a picture (its labels, a label conflict) the faces stage copies into the faces rows."""
+    wrong = []
+    for name, path in MODULES.items():
+        if _top(name) != "dedupe":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Name, ast.alias)) and (getattr(node, "id", None) or node.name) in \
+                    TABLE_SCHEMAS - {"FACES_SCHEMA", "DECISIONS_SCHEMA"}:
+                wrong.append(f"{name} uses another stage's table schema")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "read" \
+                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value not in ("faces", "decisions", "dedupe_hashes"):  # faces; its own
                 wrong.append(f"{name} reads the table {node.args[0].value!r}")
     assert wrong == []
 

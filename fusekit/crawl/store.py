@@ -266,10 +266,16 @@ class CrawlStore:
         return folder / f"part-{max(numbers, default=-1) + 1:05d}.parquet"
 
     def _touch(self, unit: str, table: str = "images") -> None:
-        """Keep `_unit.json` current: what produced the unit (the faces stage reads source_root from it)."""
+        """Keep `_unit.json` current: what produced the unit, and its facts from the crawl's manifest
+        (``manifests/crawl.yaml``) as ingest records a dataset's; the faces stage reads them."""
+        from fusekit.manifests import known_manifests, unit_facts
+
+        manifest = known_manifests()[DATASET]
+        engine = unit.split("--", 1)[1]
         write_json_atomic({
+            **unit_facts(manifest, manifest.variant(engine), DATASET),
             "dataset": DATASET,
-            "variant": unit.split("--", 1)[1],
+            "variant": engine,
             "source_root": None,
             "stored_bytes": True,
             "appended_by": "crawl",

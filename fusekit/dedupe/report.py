@@ -37,6 +37,7 @@ def render_report(report: DedupeReport) -> str:
     official = official_test_line(report)
     if official:
         lines.append(official)
+    lines += [f"warning: {w}" for w in report.warnings]
     for ex in report.conflict_examples[:5]:
         lines.append(f"conflict: group {ex['group']} ({ex['size']} faces) labels {', '.join(ex['labels'])}")
     lines.append(f"hashed {len(report.hashed_units)} unit(s), cached {len(report.cached_units)}; "

@@ -30,7 +30,7 @@ from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
 from fusekit.errors import ConfigError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, flag_kind
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, flag_kind
 from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class DedupeReport:
     pair_matrix: dict[str, dict[str, int]] = field(default_factory=dict)  # duplicate pairs per pair of datasets
     datasets: list[str] = field(default_factory=list)
     hashed_units: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     cached_units: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
@@ -153,10 +154,19 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
 
 # -- the stage ---------------------------------------------------------------------------------------------------------
 
-def _live_units(workspace: Workspace) -> list[str]:
+def _live_units(workspace: Workspace, report: DedupeReport) -> list[str]:
+    """The faces units to judge. Dedupe reads only the faces table: a faces unit whose images unit was re-ingested
+    since its faces were made (``--no-faces``) is said to be out of date, from the images listing the faces stage
+    recorded in its `_unit.json`; the faces stage drops its orphans on its next run."""
     faces = workspace.units("faces")
     images = set(workspace.units("images"))
-    return [u for u in faces if u in images] if images else faces
+    live = [u for u in faces if u in images] if images else faces
+    for unit in live:
+        made_on = (workspace.unit_info("faces", unit) or {}).get("images_listing")
+        if made_on is not None and made_on != digest(workspace.listing("images", [unit])):
+            report.warnings.append(f"the faces of {unit.replace('--', '/')} are older than its images (ingested "
+                                   f"again since): run `fusekit faces` first, or its old faces take part")
+    return live
 
 
 def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> DedupeReport:
@@ -164,7 +174,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     workspace.ensure()
     report = DedupeReport()
     t0 = time.perf_counter()
-    units = _live_units(workspace)
+    units = _live_units(workspace, report)
     faces_read = digest(workspace.listing("faces"))  # balance compares: decisions made on other faces are stale
     metas, hashes = [], []
     for unit in units:
@@ -179,25 +189,11 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
         hashes.append(table.take(index))
     meta = pa.concat_tables(metas) if metas else FACES_SCHEMA.empty_table().select(META_COLUMNS)
     hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
-    meta, hashed = _drop_orphans(workspace, meta, hashed)
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
     decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
     _write(workspace, decisions, config, report, faces_read)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
     return report
-
-
-def _drop_orphans(workspace: Workspace, meta: pa.Table, hashed: hashing.HashBatch):
-    """Faces whose images row is gone (a re-ingest) are ignored; the faces stage removes them on its next run."""
-    if not workspace.units("images") or not meta.num_rows:
-        return meta, hashed
-    image_ids = workspace.read("images", pa.schema([("id", pa.string())]), columns=["id"]).column("id")
-    live = pc.is_in(meta.column("image_id"), value_set=image_ids).to_numpy(zero_copy_only=False)
-    if live.all():
-        return meta, hashed
-    keep = np.flatnonzero(live)
-    fields = hashing.HashBatch.__dataclass_fields__
-    return meta.take(keep), hashing.HashBatch(*[getattr(hashed, f)[keep] for f in fields])
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -243,18 +239,15 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
 
 
 def _conflicting_pictures(workspace: Workspace, units: list[str]) -> dict[str, list[str]]:
-    """Pictures the crawl found under two or more emotions (``extra.label_conflict``), with those emotions: their
-    faces carry one label (the first found), but the picture is a label conflict like a group with two labels."""
+    """Pictures the crawl found under two or more emotions, with those emotions (the faces stage copies them into
+    the faces rows' ``labels``): their faces carry one label (the first found), but the picture is a label conflict
+    like a group with two labels."""
     found: dict[str, list[str]] = {}
-    with_images = set(workspace.units("images"))
-    for unit in (u for u in units if u in with_images):
-        images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "extra"])
-        extra = images.column("extra")
-        hits = images.filter(pc.fill_null(pc.match_substring(extra, '"label_conflict":true'), False))
-        for image_id, text in zip(hits.column("id").to_pylist(), hits.column("extra").to_pylist()):
-            data = json.loads(text)
-            if data.get("label_conflict"):
-                found[image_id] = list(data.get("labels") or [])
+    for unit in units:
+        faces = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=["image_id", "labels"])
+        flagged = faces.filter(pc.is_valid(faces.column("labels")))
+        for image_id, labels in zip(flagged.column("image_id").to_pylist(), flagged.column("labels").to_pylist()):
+            found[image_id] = list(labels)
     return found
 
 

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from fusekit import __version__
@@ -37,8 +38,9 @@ from fusekit.faces.detect import FaceDetector, mtcnn_version
 from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
 from fusekit.faces.policies import AUTO, POLICIES, FacesConfig, PolicySettings
 from fusekit.imageio import Rejected
+from fusekit.manifests import FACE_POLICIES
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
-from fusekit.workspace import Staging, Workspace, digest
+from fusekit.workspace import Staging, Workspace, digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,8 @@ STAGING = "@faces"  # .staging/@faces/<unit>: apart from ingest's .staging/<unit
 RETRY = {"missing_file", "unreadable", "source_changed", "detector_error"}  # rejects a rerun tries again
 AUTO_WORKERS_MIN_IMAGES = 4000  # below this, starting processes (TensorFlow each) costs more than it saves
 IMAGE_COLUMNS = ["id", "dataset", "variant", "source_path", "source_row", "image", "split", "subject", "group",
-                 "raw_label", "label", "label_id", "label_source", "sha256", "face_box", "terms"]
-CARRIED = ("image_id", "extra", "size")
+                 "raw_label", "label", "label_id", "label_source", "sha256", "face_box", "terms", "extra"]
+CARRIED = ("image_id", "extra", "size", "labels")
 
 
 # -- report -------------------------------------------------------------------------------------------------------------
@@ -123,27 +125,28 @@ class FacesReport:
 # -- which policy a unit gets ---------------------------------------------------------------------------------------------
 
 
-def policy_for(dataset: str, variant: str, config: FacesConfig) -> str:
-    """The face policy for an images unit: the user's override, else the manifest variant's ``face_policy``."""
-    for key in (f"{dataset}/{variant}", dataset):
+def policy_for(info: dict[str, Any], config: FacesConfig) -> str:
+    """The face policy for an images unit: the user's override, else the one its source recorded in `_unit.json`."""
+    for key in (f"{info.get('dataset')}/{info.get('variant')}", info.get("dataset")):
         if key in config.dataset_policies:
             return config.dataset_policies[key]
-    return manifest_policy(dataset, variant)
+    return recorded_policy(info)
 
 
-def manifest_policy(dataset: str, variant: str) -> str:
-    """The manifest variant's ``face_policy`` for an images unit (``crawled`` for the crawl)."""
-    if dataset == "crawl":
-        return "crawled"
-    from fusekit.manifests import resolve
-    from fusekit.errors import UserError
+def recorded_policy(info: dict[str, Any]) -> str:
+    """The face policy an images unit's `_unit.json` records (ingest and crawl write it from the unit's manifest).
 
-    try:
-        manifest = resolve("folder" if variant == "classfolders" else dataset)
-        return manifest.variant(variant).face_policy
-    except UserError:
-        log.warning("no manifest variant for %s/%s: using the full_frame face policy", dataset, variant)
-        return "full_frame"
+    A unit written before fusekit recorded it names its manifest (``manifest``; else its dataset is the manifest's
+    name), whose variant says it."""
+    if info.get("face_policy") in FACE_POLICIES:
+        return str(info["face_policy"])
+    from fusekit.manifests import known_manifests
+
+    manifest = known_manifests().get(info.get("manifest") or info.get("dataset") or "")
+    if manifest is not None and info.get("variant") in manifest.variants:
+        return manifest.variants[info["variant"]].face_policy
+    log.warning("no face policy recorded for %s/%s: using full_frame", info.get("dataset"), info.get("variant"))
+    return "full_frame"
 
 
 # A unit whose manifest says ``auto`` (class folders: any dataset fusekit has no module for) gets ``precropped`` when
@@ -245,7 +248,18 @@ def _face_row(row: dict[str, Any], index: int, face: AlignedFace, outcome: Outco
         "detector": outcome.detector,
         "extra": dumps_extra({"image_sha256": row.get("sha256"), "detections": outcome.found,
                               "faces_in_image": len(outcome.faces), "crop": CROP_VERSION}),
+        "labels": conflict_labels(row.get("extra")),
     }
+
+
+def conflict_labels(extra: str | None) -> list[str] | None:
+    """The labels of a picture its source gave several (images.extra ``label_conflict``: the crawl found it under
+    two emotions' keywords and kept the first as ``label``), or None. Copied into the faces rows, so dedupe counts
+    the conflict without reading `images`."""
+    if not extra or '"label_conflict"' not in extra:
+        return None
+    data = json.loads(extra)
+    return [str(label) for label in data.get("labels") or []] if data.get("label_conflict") else None
 
 
 def _resolution(face: AlignedFace, picture: Decoded, ctx: UnitContext) -> float:
@@ -380,9 +394,13 @@ class _Plan:
 
 
 def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
-    images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "sha256"])
+    images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "sha256", "extra"])
     order = images.column("id").to_pylist()
     sha = dict(zip(order, images.column("sha256").to_pylist()))
+    # a picture the crawl has since found under another emotion is redone, so its faces rows carry the conflict
+    flagged = images.filter(pc.fill_null(pc.match_substring(images.column("extra"), '"label_conflict"'), False))
+    conflicts = {i: conflict_labels(e) for i, e in zip(flagged.column("id").to_pylist(),
+                                                       flagged.column("extra").to_pylist())}
     faces_parts = _part_files(workspace, FACES, unit)
     reject_parts = _part_files(workspace, REJECTS, unit)
     exists = unit in workspace.units(FACES) or unit in workspace.units(REJECTS)
@@ -390,14 +408,17 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
     plan = _Plan([], set(), set(), [], exists, listing=listing)
     face_rows: list[tuple[str, bool]] = []
     for path in faces_parts.values():
-        table = pq.read_table(path, columns=list(CARRIED))
-        columns = [table.column(c).to_pylist() for c in CARRIED]
-        for image_id, extra, crop_size in zip(*columns):
-            # a result is current while its picture is unchanged and its crop has the size and framing asked for
+        table = pq.read_table(path, columns=[c for c in CARRIED if c in pq.read_schema(path).names])
+        # parts written before the labels column hold no conflicts
+        columns = [table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
+                   for c in CARRIED]
+        for image_id, extra, crop_size, labels in zip(*columns):
+            # a result is current while its picture is unchanged, its crop has the size and framing asked for and
+            # it carries the picture's label conflict as it is now
             facts = json.loads(extra) if extra else {}
             recorded = facts.get("image_sha256")
             same = (image_id in sha and (recorded is None or recorded == sha[image_id]) and crop_size == size
-                    and facts.get("crop") == CROP_VERSION)
+                    and facts.get("crop") == CROP_VERSION and labels == conflicts.get(image_id))
             face_rows.append((image_id, same))
     current: dict[str, bool] = {}
     for image_id, ok in face_rows:  # an image's faces are kept or redone together
@@ -560,6 +581,16 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     return report
 
 
+def _note_images_listing(workspace: Workspace, unit: str) -> None:
+    """An up-to-date unit whose images parts were rewritten without a change that concerns faces (the crawl adds a
+    provenance record to a known picture): its `_unit.json` now names the images as they are, so that dedupe does
+    not call its faces out of date."""
+    info = workspace.unit_info(FACES, unit)
+    listing = digest(workspace.listing("images", [unit]))
+    if info is not None and info.get("images_listing") not in (None, listing):
+        write_json_atomic({**info, "images_listing": listing}, workspace.unit_dir(FACES, unit) / "_unit.json")
+
+
 def _resolve_unit(name: str, available: list[str]) -> str:
     key = name.replace("/", "--")
     if key in available:
@@ -577,10 +608,10 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     started = time.perf_counter()
     info = workspace.unit_info("images", unit) or {}
     dataset, _, variant = unit.partition("--")
-    dataset = info.get("dataset", dataset)
-    variant = info.get("variant", variant)
-    policy, reason = policy_for(dataset, variant, config), ""
-    benchmark_crops = policy == "precropped" and manifest_policy(dataset, variant) == "precropped"
+    info = {"dataset": dataset, "variant": variant, **info}
+    dataset, variant = info["dataset"], info["variant"]
+    policy, reason = policy_for(info, config), ""
+    benchmark_crops = policy == "precropped" and recorded_policy(info) == "precropped"
     if policy == AUTO:
         recorded = workspace.unit_info(FACES, unit) or {}
         carried = plan.keep_faces or plan.keep_rejects
@@ -595,6 +626,7 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     report.carried = len(plan.keep_faces) + len(plan.keep_rejects)
     report.orphans = plan.orphans
     if plan.up_to_date:
+        _note_images_listing(workspace, unit)
         report.up_to_date = True
         report.seconds = time.perf_counter() - started
         return report
@@ -669,6 +701,9 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         "detector": f"mtcnn {mtcnn_version()}",
         "images_processed": report.processed,
         "images_carried": report.carried,
+        # what dedupe and balance need of the source, copied from the images unit (ingest or crawl recorded it)
+        "source": {k: info.get(k) for k in ("manifest", "face_policy", "title", "terms", "citation")},
+        "images_listing": digest(workspace.listing("images", [unit])),  # dedupe: faces older than their images
         "fusekit": __version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, TABLES)
