@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-import multiprocessing
 import os
 import time
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,18 @@ import pyarrow as pa
 from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
-from fusekit.imageio import Rejected, encoded_info, inspect, max_image_bytes, read_source, text_name
+from fusekit.imageio import (
+    Rejected,
+    encoded_info,
+    inspect,
+    max_image_bytes,
+    read_source,
+    text_name,
+)
 from fusekit.manifests import DROP, Manifest, Variant, resolve, unit_facts
 from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
+from fusekit.runner import Distributor, Part, in_process, local_processes, run_parts
 from fusekit.sources.base import PATH_OPTIONS, Source
 from fusekit.taxonomy import CLASS_ID
 from fusekit.text import reasons, split_label_table
@@ -176,7 +183,7 @@ class ChunkProcessor:
 
     def __call__(self, chunk: list[Record]) -> dict[str, pa.Table]:
         # Threads help only where the work releases the GIL for long (file reads, video frames, large JPEGs); for
-        # small images the Python around the decode dominates, which is why `_chunk_runner` prefers processes.
+        # small images the Python around the decode dominates, which is why `_distributor` prefers processes.
         if self.workers > 1 and len(chunk) > 64:
             with ThreadPoolExecutor(self.workers) as pool:
                 results = list(pool.map(self.process_one, chunk))
@@ -207,47 +214,39 @@ def _text_values(value: Any) -> Any:
     return value
 
 
-def _run_in_worker(processor: ChunkProcessor, chunk: list[Record]) -> dict[str, pa.Table]:
-    return processor(chunk)
-
-
 @contextmanager
-def _chunk_runner(processor: ChunkProcessor, source: Source, config: IngestConfig) -> Iterator[Callable[..., Any]]:
-    """Run chunks in worker processes when the source's records can travel there; else in this process.
+def _distributor(processor: ChunkProcessor, source: Source, config: IngestConfig) -> Iterator[Distributor]:
+    """Chunks in worker processes when the source's records can travel there; else in this process.
 
-    Decoding and hashing small images is Python-bound, so threads cannot use a second core; processes can. The pool
-    starts with the second chunk, so a small dataset never pays for starting it. Sources whose records carry
-    closures (``picklable_records = False``) stay in-process with the thread pool.
+    Decoding and hashing small images is Python-bound, so threads cannot use a second core; processes can. The first
+    chunk runs here, so a small dataset never pays for starting the pool, and whether processes pay is decided once,
+    when the pool would start. Sources whose records carry closures (``picklable_records = False``) stay in-process
+    with the thread pool. The pool's workers get a copy of the processor without threads.
     """
     if config.workers <= 1 or not getattr(source, "picklable_records", False):
-        yield processor
+        yield in_process
         return
     inner = copy.copy(processor)
     inner.workers = 1
-    pool: list[ProcessPoolExecutor] = []
-    calls = itertools.count()
+    # fresh (spawned) workers: the parent may hold threads and open files
+    with local_processes(config.workers, fresh=True) as pool:
 
-    in_process = False
-
-    def run(chunk: list[Record]) -> Any:
-        nonlocal in_process
-        if next(calls) == 0 or in_process:
-            return processor(chunk)
-        if not pool:
-            if not processes_pay(config.workers):  # decided once, when the pool would start
-                in_process = True
+        def distribute(worker: Callable[[Any], Any], items: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+            items = iter(items)
+            for index, chunk in itertools.islice(items, 1):
+                yield index, worker(chunk)
+            second = next(items, None)
+            if second is None:
+                return
+            rest = itertools.chain([second], items)
+            if not processes_pay(config.workers):
                 source.notes.append(f"worker processes not started: other jobs leave {idle_cores():.1f} of "
                                     f"{os.cpu_count()} cores idle (load average); decoded in this process")
-                return processor(chunk)
-            # spawn, not fork: the parent may hold threads and open files
-            pool.append(ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")))
-        return pool[0].submit(_run_in_worker, inner, chunk)
+                yield from in_process(worker, rest)
+                return
+            yield from pool(inner, rest)
 
-    try:
-        yield run
-    finally:
-        for executor in pool:
-            executor.shutdown(wait=True, cancel_futures=True)
+        yield distribute
 
 
 def _dedupe_keys(records: Iterable[Record]) -> Iterator[Record]:
@@ -342,33 +341,21 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
     processor = ChunkProcessor(source, manifest, spec, config.workers)
     from fusekit import progress
 
-    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, _chunk_runner(processor, source, config) as run:
-        pending: deque[tuple[int, int, Any]] = deque()
+    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, \
+            _distributor(processor, source, config) as distribute:
 
-        def account(stats: dict[str, Any], size: int) -> None:
+        def account(part: Part, stats: dict[str, Any], resumed: bool) -> None:
             _add_stats(report, stats)
             report.parts += 1
-            bar.update(size)
-
-        def settle(index: int, size: int, result: Any) -> None:
-            tables = result.result() if hasattr(result, "result") else result  # a Future from the process pool
-            stats = _part_stats(tables)
-            staging.write_part(index, tables, stats)
-            account(stats, size)
+            report.resumed_parts += resumed
+            bar.update(part.size)
 
         # archive members that were not extracted (links, devices) are reject rows after the source's own records
         records = itertools.chain(source.records(), archives.not_created(anchor, workspace.root / "sources"))
-        for index, chunk in enumerate(_chunks(_dedupe_keys(records), config.chunk_size)):
-            if staging.is_done(index):
-                report.resumed_parts += 1
-                account(staging.done_stats(index), len(chunk))
-                continue
-            pending.append((index, len(chunk), run(chunk)))
-            # Parts are written in order, and at most a few chunks are in flight: memory stays bounded.
-            while len(pending) > config.workers:
-                settle(*pending.popleft())
-        while pending:
-            settle(*pending.popleft())
+        parts = (Part(index, chunk, len(chunk))
+                 for index, chunk in enumerate(_chunks(_dedupe_keys(records), config.chunk_size)))
+        run_parts(parts, processor, staging, stats=lambda _part, tables: _part_stats(tables), account=account,
+                  distribute=distribute)
     report.notes.extend(source.notes)
     info = {
         "dataset": source.dataset_name,

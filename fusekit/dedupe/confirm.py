@@ -193,11 +193,11 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
 
 def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, workers: int,
                   accept_at: float) -> np.ndarray | None:
-    """Scores from the worker pool hashing also uses (``fusekit.processes.worker_pool``: started once a run), or
+    """Scores from the worker pool hashing also uses (``fusekit.runner.worker_pool``: started once a run), or
     None when processes cannot start here."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from fusekit.processes import discard_pool, worker_pool
+    from fusekit.runner import discard_pool, worker_pool
 
     cuts = [slice(i, i + _CHUNK) for i in range(0, len(thumbs_a), _CHUNK)]
     try:

@@ -31,7 +31,7 @@ from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
 from fusekit.errors import ConfigError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, flag_kind
-from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Workspace, digest
 
 log = logging.getLogger(__name__)
 HASH_TABLE = "dedupe_hashes"
@@ -126,14 +126,13 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
                 rows: int | None = None) -> tuple[pa.Table, bool]:
     """The hashes of one faces unit, from the cache when its files and the hash version are unchanged. ``rows``:
     the unit's face count when the caller has read it (else each part's footer is read for it)."""
-    folder = workspace.unit_dir(HASH_TABLE, unit)
-    info_path, part = folder / "_unit.json", folder / "part-00000.parquet"
+    info = workspace.unit_info(HASH_TABLE, unit)
     key = {"hash_version": hashing.HASH_VERSION, "faces": workspace.listing("faces", [unit])}
-    if not config.rehash and info_path.is_file() and part.is_file():
-        if json.loads(info_path.read_text(encoding="utf-8")).get("key") == json.loads(json.dumps(key)):
-            return pq.read_table(part, schema=hashing.HASHES_SCHEMA), True
-    info_path.unlink(missing_ok=True)  # the marker goes first, so a crash below leaves no stale pair
-    paths = sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet"))
+    cached = workspace.parts(HASH_TABLE, unit)
+    if not config.rehash and info is not None and cached:
+        if info.get("key") == json.loads(json.dumps(key)):
+            return pq.read_table(cached[0], schema=hashing.HASHES_SCHEMA), True
+    paths = workspace.parts("faces", unit)
     ids: list[list[str]] = []
 
     def crops():  # part by part: the next part is read while the workers hash this one
@@ -147,8 +146,8 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
     batches = hashing.hash_parts(crops(), workers=config.workers, total=total)
     tables = [batch.table(ids[k]) for k, batch in enumerate(batches)]  # part k has been read when batch k comes
     table = pa.concat_tables(tables) if tables else hashing.HASHES_SCHEMA.empty_table()
-    write_parquet_atomic(table, part)
-    write_json_atomic({"key": key, "rows": table.num_rows}, info_path)
+    # the info goes first and comes back last (Workspace.write_unit), so a crash leaves no stale pair
+    workspace.write_unit(HASH_TABLE, unit, table, {"key": key, "rows": table.num_rows})
     return table, False
 
 
@@ -470,11 +469,6 @@ def _pair_matrix(comp: np.ndarray, datasets: np.ndarray) -> dict[str, dict[str, 
 
 def _write(workspace: Workspace, decisions: pa.Table, config: DedupeConfig, report: DedupeReport,
            faces_read: str) -> None:
-    folder = workspace.unit_dir("decisions", UNIT)
-    write_parquet_atomic(decisions, folder / "part-00000.parquet")
-    for stale in folder.glob("part-*.parquet"):
-        if stale.name != "part-00000.parquet":
-            stale.unlink()
     info = {"stage": "dedupe", "config": asdict(config), "hash_version": hashing.HASH_VERSION,
             "faces": faces_read, "report": report.to_json()}
-    write_json_atomic(info, folder / "_unit.json")
+    workspace.write_unit("decisions", UNIT, decisions, info)

@@ -7,9 +7,10 @@ left alone, so a rerun does nothing. Otherwise a new unit is staged: the results
 by part, the pending rows are processed in chunks of ``chunk_size`` images, each chunk written as one part, and the
 unit is swapped in when every part exists. A killed run finds its finished parts and goes on from there.
 
-The work on a chunk (``process_chunk``) is a pure function of its rows; it runs in this process or in spawned worker
-processes that each hold one MTCNN. Memory stays bounded: a unit is streamed part by part, a chunk is decoded in
-batches, and at most ``workers + 1`` chunks are in flight.
+The work on a chunk (``process_chunk``) is a pure function of its rows; ``fusekit.runner.run_parts`` runs it in this
+process or in spawned worker processes that each hold one MTCNN, skips the parts already written and writes each
+through the staging. Memory stays bounded: a unit is streamed part by part, a chunk is decoded in batches, and at
+most ``workers + 1`` chunks are in flight.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from typing import Any, Iterator
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from fusekit import __version__
@@ -40,7 +42,8 @@ from fusekit.faces.policies import AUTO, POLICIES, FacesConfig, PolicySettings
 from fusekit.imageio import Rejected
 from fusekit.manifests import FACE_POLICIES
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
-from fusekit.workspace import Staging, Workspace, digest, write_json_atomic
+from fusekit.runner import Distributor, Part, in_process, local_processes, run_parts
+from fusekit.workspace import Workspace, digest, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -336,40 +339,12 @@ def _init_worker(threads: int) -> None:
     _WORKER["detector"] = MtcnnDetector()
 
 
-def _work(rows: list[dict[str, Any]], ctx: UnitContext) -> tuple[pa.Table, pa.Table]:
-    return process_chunk(rows, ctx, _WORKER["detector"])
-
-
-# -- staging apart from ingest's ---------------------------------------------------------------------------------------
-
-
-def _staging_root(workspace: Workspace):  # type: ignore[no-untyped-def]
-    return workspace.staging / STAGING
-
-
-def recover(workspace: Workspace) -> None:
-    """Finish a faces unit swap that a crash interrupted (the twin of ``Workspace.recover``)."""
-    root = _staging_root(workspace)
-    if root.is_dir():
-        for path in sorted(root.iterdir()):
-            if (path / "_COMPLETE").is_file():
-                Staging(workspace, path.name, path).commit()
-
-
-def _stage(workspace: Workspace, unit: str, fingerprint: dict[str, Any]) -> Staging:
-    # Workspace.stage's resume rule (same fingerprint, not yet complete) in .staging/@faces/<unit>; the Staging it
-    # returns is rebuilt so that it names the faces unit, which is what its commit swaps into tables/.
-    staged = workspace.stage(f"{STAGING}/{unit}", fingerprint)
-    return Staging(workspace, unit, staged.path)
-
-
 # -- planning a unit ------------------------------------------------------------------------------------------------------
 
 
 def _part_files(workspace: Workspace, table: str, unit: str) -> dict[int, str]:
-    folder = workspace.unit_dir(table, unit)
     found = {}
-    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+    for path in workspace.parts(table, unit):
         try:
             found[int(path.stem.split("-")[1])] = str(path)
         except (IndexError, ValueError):
@@ -450,7 +425,7 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
 def _pending_rows(workspace: Workspace, unit: str, pending: set[str], chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     """The pending `images` rows of ``unit`` in table order, in chunks; one images part in memory at a time."""
     chunk: list[dict[str, Any]] = []
-    for path in sorted(workspace.unit_dir("images", unit).glob("part-*.parquet")):
+    for path in workspace.parts("images", unit):
         parquet = pq.ParquetFile(path)
         for batch in parquet.iter_batches(batch_size=512, columns=IMAGE_COLUMNS):
             ids = batch.column(0).to_pylist()
@@ -487,21 +462,27 @@ def _add(report: UnitReport, stats: dict[str, Any]) -> None:
     report.rejects.update(stats["rejects"])
 
 
-# -- the runner ---------------------------------------------------------------------------------------------------------
+# -- where chunks run ----------------------------------------------------------------------------------------------------
 
 
-class _Runner:
-    """Runs chunks here or in a process pool; ``submit`` blocks while ``workers + 1`` chunks are in flight."""
+def _tables(rows: list[dict[str, Any]], ctx: UnitContext, detector: FaceDetector) -> dict[str, pa.Table]:
+    faces, rejects = process_chunk(rows, ctx, detector)
+    return {FACES: faces, REJECTS: rejects}
 
-    def __init__(self, workers: int, detector: FaceDetector | None) -> None:
-        self.workers = workers
-        self.detector = detector
-        self.pool: ProcessPoolExecutor | None = None
-        self.pending: dict[Future, tuple[int, int]] = {}
-        if workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                            initargs=(threads,))
+
+def _work_tables(rows: list[dict[str, Any]], ctx: UnitContext) -> dict[str, pa.Table]:
+    """The worker of one chunk in a pool process (its MTCNN loaded by ``_init_worker``)."""
+    return _tables(rows, ctx, _WORKER["detector"])
+
+
+@dataclass
+class _Work:
+    """Where the chunks run: this process with one detector, or ``fusekit.runner``'s local processes that each
+    hold one MTCNN (``distribute``); the pool lives across units, so each worker loads its detector once."""
+
+    distribute: Distributor
+    pooled: bool
+    detector: FaceDetector | None = None
 
     def local_detector(self) -> FaceDetector:
         if self.detector is None:
@@ -510,28 +491,21 @@ class _Runner:
             self.detector = shared_detector()
         return self.detector
 
-    def run(self, index: int, rows: list[dict[str, Any]], ctx: UnitContext) -> Iterator[tuple[int, int, Any]]:
-        """Start chunk ``index``; yields (index, n_rows, tables) of chunks that finished meanwhile."""
-        if self.pool is None:
-            yield index, len(rows), process_chunk(rows, ctx, self.local_detector())
-            return
-        self.pending[self.pool.submit(_work, rows, ctx)] = (index, len(rows))
-        while len(self.pending) > self.workers:
-            yield from self._collect(FIRST_COMPLETED)
+    def worker(self, ctx: UnitContext) -> Callable[[list[dict[str, Any]]], dict[str, pa.Table]]:
+        if self.pooled:
+            return partial(_work_tables, ctx=ctx)
+        return partial(_tables, ctx=ctx, detector=self.local_detector())
 
-    def drain(self) -> Iterator[tuple[int, int, Any]]:
-        while self.pending:
-            yield from self._collect(FIRST_COMPLETED)
 
-    def _collect(self, how: str) -> Iterator[tuple[int, int, Any]]:
-        done, _ = wait(list(self.pending), return_when=how)
-        for future in sorted(done, key=lambda f: self.pending[f][0]):
-            index, n = self.pending.pop(future)
-            yield index, n, future.result()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+@contextmanager
+def _workers(workers: int, detector: FaceDetector | None) -> Iterator[_Work]:
+    if workers <= 1:
+        yield _Work(in_process, False, detector)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # fresh (spawned) workers: each loads TensorFlow and its MTCNN itself
+    with local_processes(workers, fresh=True, initializer=_init_worker, initargs=(threads,)) as distribute:
+        yield _Work(distribute, True, detector)
 
 
 def _auto_workers(config: FacesConfig, pending: int) -> int:
@@ -551,8 +525,7 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     """
     config = config or FacesConfig()
     started = time.perf_counter()
-    workspace.ensure()
-    recover(workspace)
+    workspace.ensure()  # finishes a swap a crash interrupted, the faces stage's own included
     report = FacesReport()
     available = workspace.units("images")
     if units is None:
@@ -570,13 +543,9 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     total = sum(len(plan.pending) for _, plan in plans)
     workers = 1 if detector is not None else _auto_workers(config, total)
     report.workers = workers
-    runner = _Runner(workers, detector) if total else None
-    try:
+    with _workers(workers, detector) as work:
         for unit, plan in plans:
-            report.units.append(_run_unit(workspace, unit, plan, config, runner))
-    finally:
-        if runner is not None:
-            runner.close()
+            report.units.append(_run_unit(workspace, unit, plan, config, work if total else None))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -604,7 +573,7 @@ def _resolve_unit(name: str, available: list[str]) -> str:
     raise ConfigError(f"{name} is not in the workspace's images (it holds {held})")
 
 
-def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, runner: _Runner | None) -> UnitReport:
+def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, work: _Work | None) -> UnitReport:
     started = time.perf_counter()
     info = workspace.unit_info("images", unit) or {}
     dataset, _, variant = unit.partition("--")
@@ -618,8 +587,8 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         if recorded.get("policy") in POLICIES and (carried or not plan.pending):
             # results made with a policy are carried: new rows get the same one (one policy per unit)
             policy, reason = recorded["policy"], recorded.get("policy_reason", "")
-        elif runner is not None:
-            policy, reason = choose_policy(workspace, unit, config, runner.local_detector(), info.get("source_root"))
+        elif work is not None:
+            policy, reason = choose_policy(workspace, unit, config, work.local_detector(), info.get("source_root"))
         else:
             policy, reason = "full_frame", "auto: nothing to look at"
     report = UnitReport(unit, dataset, variant, policy, reason)
@@ -646,7 +615,8 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         "mtcnn": mtcnn_version(),
         "fusekit": __version__,
     }
-    staging = _stage(workspace, unit, fingerprint)
+    # .staging/@faces/<unit>: apart from ingest's staging of the same unit name; the swap goes to tables/faces/<unit>
+    staging = workspace.stage(unit, fingerprint, area=STAGING)
     old_faces = _part_files(workspace, FACES, unit)
     old_rejects = _part_files(workspace, REJECTS, unit)
     for index, old in enumerate(plan.old_parts):
@@ -655,7 +625,7 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         else:
             tables = {}
             if old in old_faces:
-                table = pq.read_table(old_faces[old], schema=FACES_SCHEMA)
+                table = ds.dataset(old_faces[old], schema=FACES_SCHEMA).to_table()  # an older part: labels null
                 keep = [i in plan.keep_faces for i in table.column("image_id").to_pylist()]
                 tables[FACES] = table.filter(pa.array(keep, type=pa.bool_()))
             if old in old_rejects:
@@ -667,29 +637,18 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     first = len(plan.old_parts)
     from fusekit import progress
 
-    def finished(index: int, n: int, tables: tuple[pa.Table, pa.Table]) -> None:
-        faces, rejects = tables
-        stats = _stats(faces, rejects, n)
-        staging.write_part(index, {FACES: faces, REJECTS: rejects}, stats)
+    def account(part: Part, stats: dict[str, Any], resumed: bool) -> None:
+        report.parts += 1
+        report.resumed_parts += resumed
         _add(report, stats)
-        bar.update(n)
+        bar.update(part.size)
 
     with progress.bar(len(pending), f"faces {unit}") as bar:
-        for offset, rows in enumerate(_pending_rows(workspace, unit, set(plan.pending), config.chunk_size)):
-            index = first + offset
-            report.parts += 1
-            if staging.is_done(index):
-                stats = staging.done_stats(index)
-                _add(report, stats)
-                report.resumed_parts += 1
-                bar.update(len(rows))
-                continue
-            assert runner is not None
-            for done in runner.run(index, rows, ctx):
-                finished(*done)
-        if runner is not None:
-            for done in runner.drain():
-                finished(*done)
+        parts = (Part(first + offset, rows, len(rows))
+                 for offset, rows in enumerate(_pending_rows(workspace, unit, set(plan.pending), config.chunk_size)))
+        if work is not None:
+            run_parts(parts, work.worker(ctx), staging, account=account, distribute=work.distribute,
+                      stats=lambda part, tables: _stats(tables[FACES], tables[REJECTS], part.size))
     staging.finish({
         "images_unit": unit,
         "dataset": dataset,

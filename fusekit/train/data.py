@@ -283,11 +283,10 @@ class InputPipeline:
 
     def _get_pool(self):
         if self._pool is None and self.spec.workers > 0:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from fusekit.runner import process_pool
 
-            # spawn, not fork: JAX and PyTorch hold threads that fork would copy in an unusable state
-            self._pool = ProcessPoolExecutor(self.spec.workers, mp_context=multiprocessing.get_context("spawn"))
+            # fresh (spawn), not fork: JAX and PyTorch hold threads that fork would copy in an unusable state
+            self._pool = process_pool(self.spec.workers, fresh=True)
         return self._pool
 
     def close(self) -> None:
