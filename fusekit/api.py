@@ -23,7 +23,7 @@ from fusekit.errors import ConfigError, SourceNotFound, UserError, WorkspaceErro
 from fusekit.ingest import IngestReport, plan, run_ingest
 from fusekit.manifests import Manifest, all_manifests, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
-from fusekit.workspace import Workspace, unit_name
+from fusekit.workspace import Unit, Workspace, unit_label, unit_name
 
 
 class NoWorkspace(UserError):
@@ -144,8 +144,8 @@ def faces(workspace: Workspace, config: Any = None, units: list[str] | None = No
     else:  # as run_faces resolves them: a unit (fer2013/csv), or a dataset with one variant (fer2013)
         names = set()
         for name in units:
-            key = name.replace("/", "--")
-            names.update([key] if key in available else [u for u in available if u.split("--", 1)[0] == key] or [key])
+            key = str(Unit.parse(name)) if "/" in name else name
+            names.update([key] if key in available else [u for u in available if Unit.parse(u).dataset == key] or [key])
     with locks.writing(workspace, names):
         return run_faces(workspace, config, units, **options)
 
@@ -205,7 +205,7 @@ def _remove(workspace: Workspace, dataset: str, variant: str) -> list[str]:
     tables = sorted(p.name for p in workspace.tables.iterdir() if p.is_dir()) if workspace.tables.is_dir() else []
     touched = workspace.remove_units(unit, [t for t in tables if unit in workspace.units(t)])
     if not touched:
-        held = ", ".join(u.replace("--", "/") for u in workspace.units("images")) or "nothing"
+        held = ", ".join(unit_label(u) for u in workspace.units("images")) or "nothing"
         raise ConfigError(f"{dataset}/{variant} is not in the workspace {workspace.root} (it holds {held})")
     extracted = _extraction_of(workspace, anchor)
     if extracted is not None:

@@ -42,7 +42,7 @@ from fusekit.sources.base import PATH_OPTIONS
 from fusekit.workspace import Workspace, digest, write_json_atomic
 from fusekit.workspace import tree_listing as workspace_tree_listing
 
-RECIPE_KEYS = ("name", "seed", "sources", "crawl", "faces", "dedupe", "balance", "description")
+RECIPE_KEYS = ("name", "seed", "sources", "crawl", "faces", "dedupe", "balance", "description", "runner", "address")
 SOURCE_KEYS = ("name", "source", "variant", "options", "labels")
 STATE_FILE = ".build-state.json"
 
@@ -69,6 +69,9 @@ class BuildReport:
     def ran(self) -> list[str]:
         return [s.name for s in self.steps if s.ran]
 
+    def render(self) -> str:
+        return render_build(self)
+
 
 @dataclass(frozen=True)
 class SourceEntry:
@@ -88,6 +91,8 @@ class Recipe:
     faces: dict[str, Any]
     dedupe: dict[str, Any] | None  # None: no dedupe step
     balance: dict[str, Any]
+    runner: str = "local"  # where the part-wise work of ingest and faces runs: local processes or "ray"
+    address: str | None = None  # the Ray cluster (runner: ray)
 
 
 def demo_recipe_path() -> Path:
@@ -142,7 +147,12 @@ def load_recipe(path: Path, base: Path | None = None) -> Recipe:
     balance = dict(data.get("balance") or {})
     seed = int(data.get("seed", balance.get("seed", 0)))
     balance.setdefault("seed", seed)
-    return Recipe(path.resolve(), text, seed, tuple(sources), crawl, dict(data.get("faces") or {}), dedupe, balance)
+    runner = str(data.get("runner") or "local")
+    from fusekit.distribute_ray import check_runner
+
+    check_runner(runner, f"{where}: runner:")
+    return Recipe(path.resolve(), text, seed, tuple(sources), crawl, dict(data.get("faces") or {}), dedupe, balance,
+                  runner, str(data["address"]) if data.get("address") else None)
 
 
 def _resolve(base: Path, value: Any) -> Path:
@@ -190,12 +200,12 @@ def _dedupe_stage() -> tuple[Any, Any]:
     return DedupeConfig, run_dedupe
 
 
-def _config(cls: Any, settings: dict[str, Any], step: str) -> Any:
-    try:
-        return cls(**settings)
-    except TypeError as exc:
-        fields = ", ".join(getattr(cls, "__dataclass_fields__", {}) or [])
-        raise ConfigError(f"recipe {step}: {exc}" + (f"; valid settings: {fields}" if fields else "")) from None
+def _config(cls: Any, settings: dict[str, Any], where: str) -> Any:
+    """The stage's config from its recipe block, by the same ``from_mapping`` its command's flags use: a mistake
+    names the recipe and the key."""
+    from fusekit.config import from_mapping
+
+    return from_mapping(cls, settings, where)
 
 
 # -- the build -------------------------------------------------------------------------------------------------------
@@ -245,12 +255,18 @@ class _Runner:
 
 
 def run_build(workspace: Workspace, recipe_path: Path, *, base: Path | None = None, force: bool = False,
-              echo: Callable[[str], None] | None = None) -> BuildReport:
-    """Ingest each listed source, crawl if listed, detect faces, dedupe and balance, skipping unchanged steps."""
+              echo: Callable[[str], None] | None = None, runner: str | None = None,
+              address: str | None = None) -> BuildReport:
+    """Ingest each listed source, crawl if listed, detect faces, dedupe and balance, skipping unchanged steps.
+    ``runner``/``address`` (the command's ``--runner``/``--address``) win over the recipe's keys."""
     from fusekit.balance import BalanceConfig
+    from fusekit.distribute_ray import check_runner
 
     echo = echo or (lambda line: None)
     recipe = load_recipe(recipe_path, base)
+    if runner is not None or address is not None:
+        recipe = dataclasses.replace(recipe, runner=check_runner(runner or recipe.runner),
+                                     address=address or recipe.address)
     balance_config = BalanceConfig.from_mapping(recipe.balance, where=f"recipe {recipe.path}: balance")
     balance_config = dataclasses.replace(balance_config, recipe_text=recipe.text)
     # The whole build holds the workspace lock exclusive (its ingests and crawl take their unit locks inside it).
@@ -294,13 +310,14 @@ def steps(workspace: Workspace, recipe: Recipe, balance_config: Any, state: dict
     balance. ``state`` is the build state (where an ingest step records the unit it wrote)."""
     listing = partial(table_listing, workspace)
     units = state.setdefault("units", {})
-    plan = [_ingest_step(workspace, entry, units) for entry in recipe.sources]
+    plan = [_ingest_step(workspace, entry, units, _runner(recipe)) for entry in recipe.sources]
     if recipe.crawl is not None:
-        plan.append(_crawl_step(workspace, recipe.crawl))
+        plan.append(_crawl_step(workspace, recipe.crawl, f"recipe {recipe.path}: crawl"))
 
     def faces() -> str:
         FacesConfig, run_faces = _faces_stage()
-        return _describe(run_faces(workspace, _config(FacesConfig, recipe.faces, "faces")))
+        return _describe(run_faces(workspace, _config(FacesConfig, {**recipe.faces, **_runner(recipe)},
+                                                      f"recipe {recipe.path}: faces")))
 
     plan.append(Step("faces", "faces", ("images",), ("faces", "face_rejects"),
                      lambda: {"settings": recipe.faces, "images": listing("images")},
@@ -310,7 +327,7 @@ def steps(workspace: Workspace, recipe: Recipe, balance_config: Any, state: dict
 
         def dedupe() -> str:
             DedupeConfig, run_dedupe = _dedupe_stage()
-            return _describe(run_dedupe(workspace, _config(DedupeConfig, settings, "dedupe")))
+            return _describe(run_dedupe(workspace, _config(DedupeConfig, settings, f"recipe {recipe.path}: dedupe")))
 
         plan.append(Step("dedupe", "dedupe", ("faces",), ("decisions",),
                          lambda: {"settings": settings, "faces": listing("faces")},
@@ -333,7 +350,12 @@ def steps(workspace: Workspace, recipe: Recipe, balance_config: Any, state: dict
     return plan
 
 
-def _ingest_step(workspace: Workspace, entry: SourceEntry, units: dict[str, str]) -> Step:
+def _runner(recipe: Recipe) -> dict[str, Any]:
+    """The settings that send a stage's parts to Ray (none for the local runner: its configs' defaults)."""
+    return {} if recipe.runner == "local" else {"runner": recipe.runner, "address": recipe.address}
+
+
+def _ingest_step(workspace: Workspace, entry: SourceEntry, units: dict[str, str], runner: dict[str, Any]) -> Step:
     from fusekit import api
 
     key = _ingest_key(entry)
@@ -342,7 +364,7 @@ def _ingest_step(workspace: Workspace, entry: SourceEntry, units: dict[str, str]
         from fusekit.config import IngestConfig
 
         result = api.ingest(workspace, IngestConfig(name=entry.name, source=entry.source, variant=entry.variant,
-                                                    options=entry.options, faces=False))
+                                                    options=entry.options, faces=False, **runner))
         units[key] = result.unit
         return result.render()
 
@@ -355,7 +377,7 @@ def _ingest_step(workspace: Workspace, entry: SourceEntry, units: dict[str, str]
                          "options": entry.options, "listing": tree_listing(entry.source)}, outputs, run)
 
 
-def _crawl_step(workspace: Workspace, crawl: dict[str, Any]) -> Step:
+def _crawl_step(workspace: Workspace, crawl: dict[str, Any], where: str) -> Step:
     settings = {**crawl}
     # A recipe may list several emotions; the crawl stage takes one (or "all") per run.
     emotions = settings.pop("emotions", None)
@@ -363,7 +385,7 @@ def _crawl_step(workspace: Workspace, crawl: dict[str, Any]) -> Step:
 
     def run() -> str:
         CrawlConfig, run_crawl = _crawl_stage()  # the crawl stage alone: the faces step follows with its settings
-        lines = [_describe(run_crawl(workspace, _config(CrawlConfig, {**settings, "emotion": e}, "crawl")))
+        lines = [_describe(run_crawl(workspace, _config(CrawlConfig, {**settings, "emotion": e}, where)))
                  for e in emotions]
         return "\n".join(line for line in lines if line)
 

@@ -39,7 +39,7 @@ from fusekit.runner import Distributor, Part, in_process, local_processes, run_p
 from fusekit.sources.base import PATH_OPTIONS, Source
 from fusekit.taxonomy import CLASS_ID
 from fusekit.text import reasons, split_label_table
-from fusekit.workspace import Workspace, digest, tree_listing, unit_name
+from fusekit.workspace import Unit, Workspace, digest, tree_listing, unit_name
 
 log = logging.getLogger(__name__)
 TABLES = ("images", "rejects")
@@ -223,6 +223,16 @@ def _distributor(processor: ChunkProcessor, source: Source, config: IngestConfig
     when the pool would start. Sources whose records carry closures (``picklable_records = False``) stay in-process
     with the thread pool. The pool's workers get a copy of the processor without threads.
     """
+    if config.runner == "ray" and getattr(source, "picklable_records", False):
+        from fusekit.distribute_ray import ray_tasks
+
+        inner = copy.copy(processor)
+        inner.workers = 1
+        with ray_tasks(config.address) as tasks:
+            yield lambda _worker, items: tasks(inner, items)  # every chunk a Ray task, threads-free like a process's
+        return
+    if config.runner == "ray":
+        source.notes.append("this layout's records do not travel to other processes: decoded here, not on Ray")
     if config.workers <= 1 or not getattr(source, "picklable_records", False):
         yield in_process
         return
@@ -278,7 +288,7 @@ def _part_stats(tables: dict[str, pa.Table]) -> dict[str, Any]:
 
 
 def _family_warning(workspace: Workspace, manifest: Manifest, variant: str) -> str | None:
-    others = [u.split("--", 1)[1] for u in workspace.units("images") if u.split("--", 1)[0] == manifest.name]
+    others = [u.variant for u in map(Unit.parse, workspace.units("images")) if u.dataset == manifest.name]
     others = [v for v in others if v != variant]
     if others and manifest.variants_overlap:
         return (

@@ -30,8 +30,9 @@ import os
 import re
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -48,8 +49,37 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
+@dataclass(frozen=True, order=True)
+class Unit:
+    """What one run of a stage owns in a table: a dataset variant, ``<dataset>--<variant>`` on disk (``str``) and
+    ``dataset/variant`` to a user (``label``). The one place that knows how a unit name is spelled."""
+
+    dataset: str
+    variant: str
+
+    SEPARATOR: ClassVar[str] = "--"
+
+    @classmethod
+    def parse(cls, name: str) -> Unit:
+        """``fer2013--csv`` or ``fer2013/csv`` -> Unit("fer2013", "csv"); a bare dataset name has variant ``""``."""
+        dataset, _, variant = name.replace("/", cls.SEPARATOR, 1).partition(cls.SEPARATOR)
+        return cls(dataset, variant)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}{self.SEPARATOR}{self.variant}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.variant}"
+
+
 def unit_name(dataset: str, variant: str) -> str:
-    return f"{dataset}--{variant}"
+    return str(Unit(dataset, variant))
+
+
+def unit_label(name: str) -> str:
+    """``fer2013--csv`` -> ``fer2013/csv``, as messages name a unit."""
+    return Unit.parse(name).label
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:

@@ -109,3 +109,22 @@ def test_no_process_pool_is_built_outside_the_runner():
                     isinstance(node, ast.alias) and node.name == "ProcessPoolExecutor":
                 wrong.append(str(path.relative_to(package)))
     assert wrong == []
+
+
+def test_without_ray_the_runner_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from helpers import call_cli
+    from test_source_fer2013 import write_fer_csv
+
+    from fusekit.config import IngestConfig
+    from fusekit.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on an install without the extra
+    source = write_fer_csv(tmp_path / "fer2013.csv", n=4)
+    with pytest.raises(UserError, match=r'pip install "fusekit\[ray\]"'):
+        IngestConfig(name="fer2013", source=source, runner="ray")
+    code, _, err = call_cli(capsys, "ingest", "fer2013", "--source", str(source), "--runner", "ray",
+                            workspace=tmp_path / "ws")
+    assert code == 2 and err.strip() == 'Error: --runner ray needs Ray, which is not installed: pip install ' \
+                                        '"fusekit[ray]"'

@@ -76,6 +76,12 @@ class BalanceReport:
     def non_commercial(self) -> list[str]:
         return sorted({t["dataset"] for t in self.terms if t["non_commercial"]})
 
+    def render(self) -> str:
+        """`fusekit balance`'s summary (``fusekit.balance.card.summary_lines``)."""
+        from fusekit.balance.card import summary_lines
+
+        return "\n".join(summary_lines(self))
+
 
 def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
     """What balance reads, as (file, size, mtime): equal lists mean unchanged inputs."""

@@ -40,10 +40,10 @@ def crawl(
     from fusekit.crawl import CrawlConfig, CrawlFoundNothing, format_report
     from fusekit.crawl.stage import DEFAULT_CONTACT
 
-    config = CrawlConfig(emotion=emotion.strip().lower(), engine=engine.strip().lower(),
+    config = CrawlConfig.from_mapping(dict(emotion=emotion.strip().lower(), engine=engine.strip().lower(),
                          max_per_keyword=max_per_keyword, keywords=keywords, faces=not no_faces,
                          contact=contact or DEFAULT_CONTACT, interval=interval, threads=threads, timeout=timeout,
-                         retry_rejected=retry_rejected, endpoint=endpoint, allow_addresses=tuple(allow_address))
+                         retry_rejected=retry_rejected, endpoint=endpoint, allow_addresses=tuple(allow_address)))
     try:
         run = api.crawl(_workspace(), config)
     except CrawlFoundNothing as exc:

@@ -23,9 +23,10 @@ from fusekit import __version__, locks
 from fusekit.crawl.engines import ENGINES, PUBLIC_ENGINES, Engine
 from fusekit.crawl.keywords import Keywords, load_keywords
 from fusekit.crawl.store import CrawlStore, crawl_units, unit_for
+from fusekit.config import FromMapping
 from fusekit.errors import ConfigError, FusekitError
 from fusekit.taxonomy import CLASSES, normalise
-from fusekit.workspace import Workspace
+from fusekit.workspace import Unit, Workspace
 
 if TYPE_CHECKING:  # the transport (requests, icrawler, bs4) is imported by a crawl, not by `fusekit status`
     from fusekit.crawl.politeness import Politeness, Rules
@@ -44,7 +45,7 @@ class CrawlFoundNothing(FusekitError):
 
 
 @dataclass(frozen=True)
-class CrawlConfig:
+class CrawlConfig(FromMapping):
     """What `fusekit crawl` was asked to do. Times are seconds; defaults are the polite ones for the real web."""
 
     emotion: str = "all"  # a canonical emotion (or a spelling taxonomy knows: "anger"), or "all"
@@ -357,7 +358,7 @@ def status_lines(workspace: Workspace) -> list[str]:
                           .column("reason").to_pylist()) if unit in workspace.units("rejects") else Counter()
         total_faces = sum(sum(c.values()) for c in faces.values())
         reject_text = ", ".join(f"{r} {n:,}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"  {unit.split('--', 1)[1]}: {table.num_rows:,} pictures, {total_faces:,} faces, "
+        lines.append(f"  {Unit.parse(unit).variant}: {table.num_rows:,} pictures, {total_faces:,} faces, "
                      f"{sum(rejects.values()):,} rejected" + (f" ({reject_text})" if reject_text else "")
                      + f", {conflicts:,} label conflicts")
         for label in [c for c in CLASSES if c in pictures]:

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from fusekit import __version__
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.taxonomy import CLASS_ID, CLASSES
-from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Unit, Workspace, write_json_atomic, write_parquet_atomic
 
 DATASET = "crawl"
 TERMS = "web"  # each picture's own licence applies; fusekit knows only where it came from
@@ -264,7 +264,7 @@ class CrawlStore:
         from fusekit.manifests import known_manifests, unit_facts
 
         manifest = known_manifests()[DATASET]
-        engine = unit.split("--", 1)[1]
+        engine = Unit.parse(unit).variant
         write_json_atomic({
             **unit_facts(manifest, manifest.variant(engine), DATASET),
             "dataset": DATASET,

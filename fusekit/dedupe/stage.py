@@ -29,9 +29,10 @@ from fusekit.dedupe import confirm as confirm_mod
 from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
+from fusekit.config import FromMapping
 from fusekit.errors import ConfigError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, flag_kind
-from fusekit.workspace import Workspace, digest
+from fusekit.workspace import Workspace, digest, unit_label
 
 log = logging.getLogger(__name__)
 HASH_TABLE = "dedupe_hashes"
@@ -42,7 +43,7 @@ META_COLUMNS = ["id", "image_id", "dataset", "split", "label", "score", "face_wi
 
 
 @dataclass(frozen=True)
-class DedupeConfig:
+class DedupeConfig(FromMapping):
     """Settings of `fusekit dedupe` (defaults measured in docs/dedupe.md)."""
 
     threshold: int = 8  # Hamming radius of the pHash search (64 bits)
@@ -163,7 +164,7 @@ def _live_units(workspace: Workspace, report: DedupeReport) -> list[str]:
     for unit in live:
         made_on = (workspace.unit_info("faces", unit) or {}).get("images_listing")
         if made_on is not None and made_on != digest(workspace.listing("images", [unit])):
-            report.warnings.append(f"the faces of {unit.replace('--', '/')} are older than its images (ingested "
+            report.warnings.append(f"the faces of {unit_label(unit)} are older than its images (ingested "
                                    f"again since): run `fusekit faces` first, or its old faces take part")
     return live
 

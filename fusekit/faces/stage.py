@@ -43,7 +43,7 @@ from fusekit.imageio import Rejected
 from fusekit.manifests import FACE_POLICIES
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
 from fusekit.runner import Distributor, Part, in_process, local_processes, run_parts
-from fusekit.workspace import Workspace, digest, write_json_atomic
+from fusekit.workspace import Unit, Workspace, digest, unit_label, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +471,10 @@ def _tables(rows: list[dict[str, Any]], ctx: UnitContext, detector: FaceDetector
 
 
 def _work_tables(rows: list[dict[str, Any]], ctx: UnitContext) -> dict[str, pa.Table]:
-    """The worker of one chunk in a pool process (its MTCNN loaded by ``_init_worker``)."""
+    """The worker of one chunk in a pool process or a Ray worker (its MTCNN loaded once per process: by the pool's
+    ``_init_worker``, or here on a Ray worker's first part)."""
+    if "detector" not in _WORKER:
+        _init_worker(1)
     return _tables(rows, ctx, _WORKER["detector"])
 
 
@@ -498,7 +501,13 @@ class _Work:
 
 
 @contextmanager
-def _workers(workers: int, detector: FaceDetector | None) -> Iterator[_Work]:
+def _workers(workers: int, detector: FaceDetector | None, config: FacesConfig) -> Iterator[_Work]:
+    if config.runner == "ray" and detector is None:
+        from fusekit.distribute_ray import ray_tasks
+
+        with ray_tasks(config.address) as distribute:
+            yield _Work(distribute, True)
+        return
     if workers <= 1:
         yield _Work(in_process, False, detector)
         return
@@ -543,7 +552,7 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     total = sum(len(plan.pending) for _, plan in plans)
     workers = 1 if detector is not None else _auto_workers(config, total)
     report.workers = workers
-    with _workers(workers, detector) as work:
+    with _workers(workers, detector, config) as work:
         for unit, plan in plans:
             report.units.append(_run_unit(workspace, unit, plan, config, work if total else None))
     report.seconds = time.perf_counter() - started
@@ -561,13 +570,13 @@ def _note_images_listing(workspace: Workspace, unit: str) -> None:
 
 
 def _resolve_unit(name: str, available: list[str]) -> str:
-    key = name.replace("/", "--")
+    key = str(Unit.parse(name)) if "/" in name else name
     if key in available:
         return key
-    matches = [u for u in available if u.split("--", 1)[0] == key]
+    matches = [u for u in available if Unit.parse(u).dataset == key]
     if len(matches) == 1:
         return matches[0]
-    held = ", ".join(u.replace("--", "/") for u in available) or "nothing"
+    held = ", ".join(unit_label(u) for u in available) or "nothing"
     if matches:
         raise ConfigError(f"{name} has several variants in the workspace ({', '.join(matches)}); name one")
     raise ConfigError(f"{name} is not in the workspace's images (it holds {held})")
@@ -576,8 +585,8 @@ def _resolve_unit(name: str, available: list[str]) -> str:
 def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, work: _Work | None) -> UnitReport:
     started = time.perf_counter()
     info = workspace.unit_info("images", unit) or {}
-    dataset, _, variant = unit.partition("--")
-    info = {"dataset": dataset, "variant": variant, **info}
+    parsed = Unit.parse(unit)
+    info = {"dataset": parsed.dataset, "variant": parsed.variant, **info}
     dataset, variant = info["dataset"], info["variant"]
     policy, reason = policy_for(info, config), ""
     benchmark_crops = policy == "precropped" and recorded_policy(info) == "precropped"

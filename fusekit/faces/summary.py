@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from fusekit.text import reasons as _reasons
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
-from fusekit.workspace import Workspace
+from fusekit.workspace import Workspace, unit_label
 
 if TYPE_CHECKING:  # the report's module loads the detector's dependencies; its type is all this needs
     from fusekit.faces.stage import FacesReport
@@ -118,7 +118,7 @@ def render_report(report: FacesReport) -> str:
                          f"under the {unit.policy} policy; if they are face crops, "
                          f"`fusekit faces --policy {unit.dataset}=precropped` keeps them")
     for unit in report.removed_units:
-        lines.append(f"faces {unit.replace('--', '/')}: removed (its images are gone from the workspace)")
+        lines.append(f"faces {unit_label(unit)}: removed (its images are gone from the workspace)")
     if report.nothing_to_do:
         lines.append("faces: nothing new to do")
     elif report.workers > 1:
