@@ -265,7 +265,7 @@ def test_empty_result_page_is_loud_and_nothing_found_exits_1(tmp_path: Path, cap
 
 def test_failing_result_page_and_all_rejected(tmp_path: Path) -> None:
     kw = keywords_file(tmp_path, {"happy": ["glad"]})
-    with FakeEngine({"glad face": ["/img/html/a.jpg", "/img/trunc/b.jpg"]}) as fake:
+    with FakeEngine({"glad face": ["/img/html/a.jpg", "/img/trunc/b.jpg"]}) as fake:  # noqa: SIM117 - two steps
         with pytest.raises(CrawlFoundNothing, match=r"found nothing it could keep: 2 results on bing, every one "
                                                     r"rejected or skipped \(not_an_image 1, truncated 1\)"):
             run_crawl(Workspace(tmp_path / "ws"), config(fake, kw))

@@ -50,7 +50,7 @@ class FakeDetector:
             mask = (np.asarray(view)[:, :, 0] > 200).astype(np.uint8)
             n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
             faces = []
-            for x, y, w, h, area in stats[1:n]:
+            for x, y, w, h, _area in stats[1:n]:
                 if min(w, h) >= 8:
                     lm = np.array([x, y]) + FRACTIONS * [w, h]
                     faces.append(Detection((float(x), float(y), float(x + w), float(y + h)), 0.99, lm))

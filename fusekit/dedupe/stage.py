@@ -130,9 +130,8 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
     info = workspace.unit_info(HASH_TABLE, unit)
     key = {"hash_version": hashing.HASH_VERSION, "faces": workspace.listing("faces", [unit])}
     cached = workspace.parts(HASH_TABLE, unit)
-    if not config.rehash and info is not None and cached:
-        if info.get("key") == json.loads(json.dumps(key)):
-            return pq.read_table(cached[0], schema=hashing.HASHES_SCHEMA), True
+    if not config.rehash and info is not None and cached and info.get("key") == json.loads(json.dumps(key)):
+        return pq.read_table(cached[0], schema=hashing.HASHES_SCHEMA), True
     paths = workspace.parts("faces", unit)
     ids: list[list[str]] = []
 

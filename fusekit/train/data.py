@@ -316,10 +316,7 @@ class _ProcessBatches:
     def __iter__(self):
         spec = self.spec
         args = (spec.size, spec.channels, self.aug, spec.seed, self.epoch)
-        if self.pool is None:
-            results = (decode_batch(chunk, *args) for chunk in self._chunks())
-        else:
-            results = self._ahead(args)
+        results = (decode_batch(chunk, *args) for chunk in self._chunks()) if self.pool is None else self._ahead(args)
         for x, y in results:
             xf = x.astype(np.float32) * np.float32(1 / 255)
             yield (xf, y) if self.weights is None else (xf, y, self.weights[y])
