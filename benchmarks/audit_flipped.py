@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusekit.audit import AuditConfig, run_audit  # noqa: E402
+from fusekit import api  # noqa: E402
+from fusekit.audit import AuditConfig  # noqa: E402
 from fusekit.audit.stage import read_queue  # noqa: E402
 from fusekit.records import DECISIONS_SCHEMA  # noqa: E402
 from fusekit.taxonomy import CLASS_ID, CLASSES  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> None:
     n = len(flipped)
     print(f"flipped {n:,} training labels ({args.rate:.0%} of the kept training faces) in "
           f"{time.perf_counter() - t:.1f} s")
-    report = run_audit(ws, AuditConfig(run=args.run, issues=3 * n, seed=args.seed))
+    report = api.audit(ws, AuditConfig(run=args.run, issues=3 * n, seed=args.seed))
     queue = read_queue(ws)
     reasons = queue.column("reason").to_pylist()
     ids = queue.column("face_id").to_pylist()

@@ -267,9 +267,7 @@ def _borderline_pairs(ws: Path, args: argparse.Namespace) -> None:
     """The accepted near-duplicate pairs (different source pixels) with the lowest confirmation scores: where a
     wrong merge would show. Written as a contact sheet of pairs (face, the face it was grouped with) to check by
     eye."""
-    import pyarrow.compute as pc
-
-    from fusekit.dedupe import confirm, hashing
+    from fusekit.dedupe import confirm
 
     dec = _table(ws, "decisions", ["face_id", "kept_id", "reason", "flags", "phash"])
     rows = [(f, k) for f, k, r, fl in zip(dec.column("face_id").to_pylist(), dec.column("kept_id").to_pylist(),

@@ -23,7 +23,7 @@ from fusekit.errors import ConfigError, SourceNotFound, UserError, WorkspaceErro
 from fusekit.ingest import IngestReport, plan, run_ingest
 from fusekit.manifests import Manifest, all_manifests, resolve
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
-from fusekit.workspace import Workspace, unit_name
+from fusekit.workspace import Unit, Workspace, unit_label, unit_name
 
 
 class NoWorkspace(UserError):
@@ -40,8 +40,47 @@ def require(workspace: Workspace) -> Workspace:
     return workspace
 
 
-def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
-    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`).
+@dataclass
+class IngestRun:
+    """What `fusekit ingest` did: the ingest stage's report, then the faces stage's on that unit (None when
+    ``config.faces`` is off). The two stages never call each other; this verb composes them."""
+
+    ingest: IngestReport
+    faces: Any = None  # fusekit.faces.FacesReport
+
+    @property
+    def unit(self) -> str:
+        return self.ingest.unit
+
+    def render(self) -> str:
+        from fusekit import render
+
+        return "\n".join([render.ingest_report(self.ingest)]
+                         + ([render.faces_report(self.faces)] if self.faces is not None else []))
+
+
+@dataclass
+class CrawlRun:
+    """What `fusekit crawl` did: the crawl stage's report, then the faces stage's on the crawled unit."""
+
+    crawl: Any  # fusekit.crawl.CrawlReport
+    faces: Any = None  # fusekit.faces.FacesReport, or None (--no-faces, or no faces stage in this install)
+
+    @property
+    def unit(self) -> str:
+        return str(self.crawl.unit)
+
+    def render(self) -> str:
+        from fusekit import render
+        from fusekit.crawl.stage import format_report
+
+        return "\n".join([format_report(self.crawl)]
+                         + ([f"faces: {render.faces_line(self.faces)}"] if self.faces is not None else []))
+
+
+def ingest(workspace: Workspace, config: IngestConfig) -> IngestRun:
+    """Read a dataset in its native layout into the `images` table (see `fusekit.ingest`), then run the faces stage
+    on that unit when ``config.faces`` (``fusekit ingest ck+`` leaves aligned faces behind).
 
     Holds the workspace lock shared and the unit's lock exclusive from before staging to after the faces stage (when
     ``config.faces``): a second ingest of the same variant stops at once, one of another dataset runs beside it. The
@@ -59,7 +98,37 @@ def ingest(workspace: Workspace, config: IngestConfig) -> IngestReport:
                 manifest, cls, anchor = plan(config, workspace, notes)
         source = cls(anchor, manifest.variant(cls.variant), config.options)
         with locks.writing(workspace, [unit_name(source.dataset_name, cls.variant)]):
-            return run_ingest(workspace, config, (manifest, cls, anchor, notes))
+            report = IngestRun(run_ingest(workspace, config, (manifest, cls, anchor, notes)))
+            if config.faces:
+                from fusekit.faces import run_faces  # loads TensorFlow only when faces are asked for
+
+                report.faces = run_faces(workspace, units=[report.unit])
+            return report
+
+
+def crawl(workspace: Workspace, config: Any) -> CrawlRun:
+    """Crawl an image search engine into unit ``crawl--<engine>`` (``fusekit.crawl.run_crawl``), then run the faces
+    stage on that unit when ``config.faces``. The crawl's checks run first; then the ``crawl`` lock and the unit's
+    are held across both stages, so no second crawl writes the unit before its faces are made."""
+    from fusekit.crawl.stage import exclusive, plan as plan_crawl, run_crawl
+
+    planned = plan_crawl(config)
+    workspace.ensure()
+    with exclusive(workspace, f"crawl--{planned[3].name}"):
+        report = CrawlRun(run_crawl(workspace, config, planned))
+        if config.faces:
+            report.faces = _faces_after_crawl(workspace, report)
+    return report
+
+
+def _faces_after_crawl(workspace: Workspace, report: CrawlRun) -> Any:
+    try:
+        from fusekit.faces import run_faces
+    except ImportError:  # an install without the faces stage still crawls
+        report.crawl.notes.append(f"the faces stage is not available in this build: run `fusekit faces` later for "
+                                  f"{report.unit}")
+        return None
+    return run_faces(workspace, units=[report.unit])
 
 
 def faces(workspace: Workspace, config: Any = None, units: list[str] | None = None, **options: Any) -> Any:
@@ -75,8 +144,8 @@ def faces(workspace: Workspace, config: Any = None, units: list[str] | None = No
     else:  # as run_faces resolves them: a unit (fer2013/csv), or a dataset with one variant (fer2013)
         names = set()
         for name in units:
-            key = name.replace("/", "--")
-            names.update([key] if key in available else [u for u in available if u.split("--", 1)[0] == key] or [key])
+            key = str(Unit.parse(name)) if "/" in name else name
+            names.update([key] if key in available else [u for u in available if Unit.parse(u).dataset == key] or [key])
     with locks.writing(workspace, names):
         return run_faces(workspace, config, units, **options)
 
@@ -161,11 +230,17 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
 def audit(workspace: Workspace, config: Any = None) -> Any:
     """Run the audit (``fusekit.audit.run_audit``) holding the workspace lock exclusive: its queue is one unit over
     every unit's faces."""
-    from fusekit.audit import run_audit
+    from fusekit.audit import AuditConfig, run_audit
 
+    config = config or AuditConfig()
     require(workspace)
+    extractor = None
+    if config.run is not None:  # the train stage's run, read here: the audit stage imports no other stage
+        from fusekit.predict import RunFeatures
+
+        extractor = RunFeatures(workspace, config.run, config.checkpoint)
     with locks.writing_all(workspace, "auditing (writing review_queue)"):
-        return run_audit(workspace, config)
+        return run_audit(workspace, config, extractor)
 
 
 def review(workspace: Workspace, host: str = "127.0.0.1", port: int = 0, echo: Any = print) -> None:
@@ -218,7 +293,7 @@ def _remove(workspace: Workspace, dataset: str, variant: str) -> list[str]:
     tables = sorted(p.name for p in workspace.tables.iterdir() if p.is_dir()) if workspace.tables.is_dir() else []
     touched = workspace.remove_units(unit, [t for t in tables if unit in workspace.units(t)])
     if not touched:
-        held = ", ".join(u.replace("--", "/") for u in workspace.units("images")) or "nothing"
+        held = ", ".join(unit_label(u) for u in workspace.units("images")) or "nothing"
         raise ConfigError(f"{dataset}/{variant} is not in the workspace {workspace.root} (it holds {held})")
     extracted = _extraction_of(workspace, anchor)
     if extracted is not None:
@@ -309,5 +384,5 @@ def stage_status(workspace: Workspace) -> list[tuple[str, list[str]]]:
     return sections
 
 
-__all__ = ["ingest", "faces", "dedupe", "audit", "review", "balance", "report", "explain", "datasets", "remove",
-           "status", "require", "NoWorkspace", "IngestConfig", "Workspace"]
+__all__ = ["ingest", "crawl", "faces", "dedupe", "audit", "review", "balance", "report", "explain", "datasets",
+           "remove", "status", "require", "NoWorkspace", "IngestConfig", "IngestRun", "CrawlRun", "Workspace"]

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from fusekit import __version__
+from fusekit.config import IngestConfig  # light (no stage): the flags' defaults are the config's
 
 app = typer.Typer(
     name="fusekit",
@@ -109,8 +110,9 @@ def ingest(
     dataset_name: Optional[str] = typer.Option(None, "--name", help="Name for a class-folder dataset."),
     option: list[str] = typer.Option([], "--option", "-o", help="Source setting KEY=VALUE (repeatable)."),
     no_faces: bool = typer.Option(False, "--no-faces", help="Do not run face detection afterwards."),
-    chunk_size: int = typer.Option(2048, "--chunk-size", help="Rows per part file (the unit of resume)."),
-    workers: int = typer.Option(2, "--workers", help="Decode threads."),
+    chunk_size: int = typer.Option(IngestConfig.chunk_size, "--chunk-size",
+                                   help="Rows per part file (the unit of resume)."),
+    workers: int = typer.Option(IngestConfig.workers, "--workers", help="Decode threads."),
     max_extract_bytes: Optional[str] = typer.Option(
         None, "--max-extract-bytes", metavar="SIZE",
         help="An archive --source may unpack to at most this much, e.g. 200G [default: 512G, or "
@@ -122,11 +124,14 @@ def ingest(
     max_members: Optional[int] = typer.Option(
         None, "--max-members", metavar="N",
         help="An archive --source may hold at most N members [default: 2,000,000, or $FUSEKIT_ARCHIVE_MAX_MEMBERS]."),
+    runner: str = typer.Option(IngestConfig.runner, "--runner", help="local (this machine's processes) or ray (one "
+                                                                      "Ray task per part; pip install \"fusekit[ray]\")."),
+    address: Optional[str] = typer.Option(None, "--address", help="The Ray cluster for --runner ray (host:port) "
+                                                                 "[default: $RAY_ADDRESS, else a local Ray]."),
 ) -> None:
     """Read a dataset in its native layout into the workspace."""
-    from fusekit import api, render
+    from fusekit import api
     from fusekit.archives import ExtractLimits, parse_size
-    from fusekit.config import IngestConfig
 
     limits = ExtractLimits.from_env().overridden(  # the flags win over the environment
         max_bytes=parse_size(max_extract_bytes, "--max-extract-bytes") if max_extract_bytes is not None else None,
@@ -136,10 +141,10 @@ def ingest(
         options["labels"] = str(labels.resolve())
     if dataset_name is not None:
         options["name"] = dataset_name
-    config = IngestConfig(name=name, source=source, variant=variant, options=options, chunk_size=chunk_size,
-                          workers=workers, faces=not no_faces, extract_limits=limits)
-    report = api.ingest(_workspace(), config)
-    _echo(render.ingest_report(report))
+    config = IngestConfig.from_mapping(dict(name=name, source=source, variant=variant, options=options,
+                                            chunk_size=chunk_size, workers=workers, faces=not no_faces,
+                                            extract_limits=limits, runner=runner, address=address))
+    _echo(api.ingest(_workspace(), config).render())
 
 
 @app.command()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-import multiprocessing
 import os
 import time
-from collections import Counter, deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +24,22 @@ import pyarrow as pa
 from fusekit import __version__, archives
 from fusekit import sources as source_registry
 from fusekit.config import IngestConfig
-from fusekit.imageio import Rejected, encoded_info, inspect, max_image_bytes, read_source, text_name
-from fusekit.manifests import DROP, Manifest, Variant, resolve
+from fusekit.imageio import (
+    Rejected,
+    encoded_info,
+    inspect,
+    max_image_bytes,
+    read_source,
+    text_name,
+)
+from fusekit.manifests import DROP, Manifest, Variant, resolve, unit_facts
 from fusekit.processes import idle_cores, processes_pay
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA, Record, dumps_extra
+from fusekit.runner import Distributor, Part, in_process, local_processes, run_parts
 from fusekit.sources.base import PATH_OPTIONS, Source
 from fusekit.taxonomy import CLASS_ID
-from fusekit.workspace import Workspace, digest, tree_listing, unit_name
+from fusekit.text import reasons, split_label_table
+from fusekit.workspace import Unit, Workspace, digest, tree_listing, unit_name
 
 log = logging.getLogger(__name__)
 TABLES = ("images", "rejects")
@@ -51,11 +59,22 @@ class IngestReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    faces: Any = None  # the faces stage's FacesReport for this unit, when IngestConfig.faces ran it
 
     @property
     def rejected(self) -> int:
         return sum(self.rejects.values())
+
+    def render(self) -> str:
+        """`fusekit ingest`'s summary: the variant found, images per class and split, rejects by reason, notes."""
+        lines = [f"{self.dataset}: detected variant {self.variant!r} at {self.anchor}"]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(split_label_table(self.by_split_label) if self.images else "no images")
+        lines.append(f"{self.images:,} images, {self.rejected:,} rejected"
+                     + (f" ({reasons(self.rejects)})" if self.rejects else "")
+                     + f", {self.seconds:.1f} s" + (f", resumed {self.resumed_parts} of {self.parts} parts"
+                                                    if self.resumed_parts else ""))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
 
 
 def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -164,7 +183,7 @@ class ChunkProcessor:
 
     def __call__(self, chunk: list[Record]) -> dict[str, pa.Table]:
         # Threads help only where the work releases the GIL for long (file reads, video frames, large JPEGs); for
-        # small images the Python around the decode dominates, which is why `_chunk_runner` prefers processes.
+        # small images the Python around the decode dominates, which is why `_distributor` prefers processes.
         if self.workers > 1 and len(chunk) > 64:
             with ThreadPoolExecutor(self.workers) as pool:
                 results = list(pool.map(self.process_one, chunk))
@@ -195,47 +214,49 @@ def _text_values(value: Any) -> Any:
     return value
 
 
-def _run_in_worker(processor: ChunkProcessor, chunk: list[Record]) -> dict[str, pa.Table]:
-    return processor(chunk)
-
-
 @contextmanager
-def _chunk_runner(processor: ChunkProcessor, source: Source, config: IngestConfig) -> Iterator[Callable[..., Any]]:
-    """Run chunks in worker processes when the source's records can travel there; else in this process.
+def _distributor(processor: ChunkProcessor, source: Source, config: IngestConfig) -> Iterator[Distributor]:
+    """Chunks in worker processes when the source's records can travel there; else in this process.
 
-    Decoding and hashing small images is Python-bound, so threads cannot use a second core; processes can. The pool
-    starts with the second chunk, so a small dataset never pays for starting it. Sources whose records carry
-    closures (``picklable_records = False``) stay in-process with the thread pool.
+    Decoding and hashing small images is Python-bound, so threads cannot use a second core; processes can. The first
+    chunk runs here, so a small dataset never pays for starting the pool, and whether processes pay is decided once,
+    when the pool would start. Sources whose records carry closures (``picklable_records = False``) stay in-process
+    with the thread pool. The pool's workers get a copy of the processor without threads.
     """
+    if config.runner == "ray" and getattr(source, "picklable_records", False):
+        from fusekit.distribute_ray import ray_tasks
+
+        inner = copy.copy(processor)
+        inner.workers = 1
+        with ray_tasks(config.address) as tasks:
+            yield lambda _worker, items: tasks(inner, items)  # every chunk a Ray task, threads-free like a process's
+        return
+    if config.runner == "ray":
+        source.notes.append("this layout's records do not travel to other processes: decoded here, not on Ray")
     if config.workers <= 1 or not getattr(source, "picklable_records", False):
-        yield processor
+        yield in_process
         return
     inner = copy.copy(processor)
     inner.workers = 1
-    pool: list[ProcessPoolExecutor] = []
-    calls = itertools.count()
+    # fresh (spawned) workers: the parent may hold threads and open files
+    with local_processes(config.workers, fresh=True) as pool:
 
-    in_process = False
-
-    def run(chunk: list[Record]) -> Any:
-        nonlocal in_process
-        if next(calls) == 0 or in_process:
-            return processor(chunk)
-        if not pool:
-            if not processes_pay(config.workers):  # decided once, when the pool would start
-                in_process = True
+        def distribute(worker: Callable[[Any], Any], items: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+            items = iter(items)
+            for index, chunk in itertools.islice(items, 1):
+                yield index, worker(chunk)
+            second = next(items, None)
+            if second is None:
+                return
+            rest = itertools.chain([second], items)
+            if not processes_pay(config.workers):
                 source.notes.append(f"worker processes not started: other jobs leave {idle_cores():.1f} of "
                                     f"{os.cpu_count()} cores idle (load average); decoded in this process")
-                return processor(chunk)
-            # spawn, not fork: the parent may hold threads and open files
-            pool.append(ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")))
-        return pool[0].submit(_run_in_worker, inner, chunk)
+                yield from in_process(worker, rest)
+                return
+            yield from pool(inner, rest)
 
-    try:
-        yield run
-    finally:
-        for executor in pool:
-            executor.shutdown(wait=True, cancel_futures=True)
+        yield distribute
 
 
 def _dedupe_keys(records: Iterable[Record]) -> Iterator[Record]:
@@ -267,7 +288,7 @@ def _part_stats(tables: dict[str, pa.Table]) -> dict[str, Any]:
 
 
 def _family_warning(workspace: Workspace, manifest: Manifest, variant: str) -> str | None:
-    others = [u.split("--", 1)[1] for u in workspace.units("images") if u.split("--", 1)[0] == manifest.name]
+    others = [u.variant for u in map(Unit.parse, workspace.units("images")) if u.dataset == manifest.name]
     others = [v for v in others if v != variant]
     if others and manifest.variants_overlap:
         return (
@@ -330,33 +351,21 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
     processor = ChunkProcessor(source, manifest, spec, config.workers)
     from fusekit import progress
 
-    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, _chunk_runner(processor, source, config) as run:
-        pending: deque[tuple[int, int, Any]] = deque()
+    with progress.bar(None, f"ingest {manifest.name}/{spec.name}") as bar, \
+            _distributor(processor, source, config) as distribute:
 
-        def account(stats: dict[str, Any], size: int) -> None:
+        def account(part: Part, stats: dict[str, Any], resumed: bool) -> None:
             _add_stats(report, stats)
             report.parts += 1
-            bar.update(size)
-
-        def settle(index: int, size: int, result: Any) -> None:
-            tables = result.result() if hasattr(result, "result") else result  # a Future from the process pool
-            stats = _part_stats(tables)
-            staging.write_part(index, tables, stats)
-            account(stats, size)
+            report.resumed_parts += resumed
+            bar.update(part.size)
 
         # archive members that were not extracted (links, devices) are reject rows after the source's own records
         records = itertools.chain(source.records(), archives.not_created(anchor, workspace.root / "sources"))
-        for index, chunk in enumerate(_chunks(_dedupe_keys(records), config.chunk_size)):
-            if staging.is_done(index):
-                report.resumed_parts += 1
-                account(staging.done_stats(index), len(chunk))
-                continue
-            pending.append((index, len(chunk), run(chunk)))
-            # Parts are written in order, and at most a few chunks are in flight: memory stays bounded.
-            while len(pending) > config.workers:
-                settle(*pending.popleft())
-        while pending:
-            settle(*pending.popleft())
+        parts = (Part(index, chunk, len(chunk))
+                 for index, chunk in enumerate(_chunks(_dedupe_keys(records), config.chunk_size)))
+        run_parts(parts, processor, staging, stats=lambda _part, tables: _part_stats(tables), account=account,
+                  distribute=distribute)
     report.notes.extend(source.notes)
     info = {
         "dataset": source.dataset_name,
@@ -369,14 +378,11 @@ def run_ingest(workspace: Workspace, config: IngestConfig, planned: tuple[Any, .
         "rejects": dict(report.rejects),
         "fusekit": __version__,
         "ingested_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **unit_facts(manifest, spec, source.dataset_name),  # face policy, terms, citation: recorded once, here
     }
     staging.finish(info, TABLES)
     report.seconds = time.perf_counter() - started
     report.notes.extend(_expectation_notes(spec, report))
-    if config.faces:
-        from fusekit.faces import run_faces  # loads TensorFlow only when faces are asked for
-
-        report.faces = run_faces(workspace, units=[unit])
     return report
 
 

@@ -246,9 +246,7 @@ def reading(workspace: _HasRoot) -> Iterator[None]:
     without the lock."""
     with contextlib.ExitStack() as stack:
         if Path(workspace.root).is_dir():
-            try:
+            with contextlib.suppress(OSError):  # a read-only workspace: nobody can be swapping units there either
                 stack.enter_context(_flock(workspace, lock_dir(workspace) / SWAP_LOCK, exclusive=False, wait=True,
                                            per_thread=True))
-            except OSError:  # a read-only workspace: nobody can be swapping units there either
-                pass
         yield

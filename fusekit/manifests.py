@@ -64,6 +64,7 @@ class Manifest:
     variants: dict[str, Variant]
     variants_overlap: bool
     notes: str = ""
+    ingested: bool = True  # False: a manifest of units no `fusekit ingest` reads (the crawl's), not in the registry
 
     @property
     def supported(self) -> bool:
@@ -133,12 +134,14 @@ def _parse(text: str, where: str) -> Manifest:
         variants=variants,
         variants_overlap=bool(data.get("variants_overlap", True)),
         notes=" ".join(str(data.get("notes", "")).split()),
+        ingested=bool(data.get("ingest", True)),
     )
 
 
 @functools.cache
-def all_manifests() -> dict[str, Manifest]:
-    """Every manifest shipped with fusekit, by dataset name, sorted."""
+def known_manifests() -> dict[str, Manifest]:
+    """Every manifest shipped with fusekit, by dataset name, sorted: the datasets `fusekit ingest` reads and the
+    sources that other stages bring in (the crawl's ``crawl.yaml``, ``ingest: false``)."""
     found: dict[str, Manifest] = {}
     folder = resources.files("fusekit") / "manifests"
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
@@ -146,6 +149,31 @@ def all_manifests() -> dict[str, Manifest]:
             manifest = _parse(entry.read_text(encoding="utf-8"), f"manifests/{entry.name}")
             found[manifest.name] = manifest
     return found
+
+
+@functools.cache
+def all_manifests() -> dict[str, Manifest]:
+    """Every dataset `fusekit ingest` knows, by name, sorted (what `fusekit datasets` lists)."""
+    return {name: m for name, m in known_manifests().items() if m.ingested}
+
+
+def unit_facts(manifest: Manifest, variant: Variant, dataset: str) -> dict[str, Any]:
+    """What the later stages need to know of a unit's source, recorded once in its ``_unit.json`` by the stage that
+    read the source (ingest, crawl): the manifest, the face policy, the title, the terms and the citations. The
+    faces stage reads the policy from there and copies the rest into its own unit for balance's dataset card, so
+    neither looks the manifest up again (nor knows how a class-folder or a crawled unit is named).
+
+    ``dataset``: the unit's dataset name, which for a class-folder tree is the user's (``--name``), not the manifest's.
+    """
+    citations = [c for c in (" ".join(str(variant.extra.get("citation", "")).split()), manifest.citation) if c]
+    return {
+        "manifest": manifest.name,
+        "face_policy": variant.face_policy,
+        "title": manifest.title if dataset == manifest.name else dataset,
+        "terms": {"id": variant.terms.id, "summary": variant.terms.summary,
+                  "non_commercial": variant.terms.non_commercial, "url": variant.terms.url or manifest.homepage},
+        "citation": citations,
+    }
 
 
 def _alias_table() -> dict[str, str]:

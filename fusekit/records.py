@@ -162,6 +162,9 @@ FACES_SCHEMA = pa.schema(
         ("resolution", pa.float32()),
         ("detector", pa.string()),  # e.g. "mtcnn 1.0.0 thresholds=0.6,0.7,0.7 min_face=20"
         ("extra", pa.string()),
+        # every canonical label the source gives the picture when it gives more than one (the crawl found it under
+        # two emotions' keywords: images.extra label_conflict), copied here for dedupe; null otherwise
+        ("labels", pa.list_(pa.string())),
     ]
 )
 
@@ -187,6 +190,14 @@ DECISIONS_SCHEMA = pa.schema(
         ("hash_version", pa.string()),  # e.g. "imagehash 4.3.2 phash 8x8"
     ]
 )
+
+
+
+def flag_kind(flag: str) -> str:
+    """A decisions ``flags`` entry's kind: ``near_duplicate_of:<id>`` -> ``near_duplicate_of``; other flags are their
+    own kind (read by dedupe's report and by balance, so it lives with the schema, not in either stage)."""
+    return flag.split(":", 1)[0]
+
 
 REJECT_REASONS.update(
     {

@@ -280,3 +280,9 @@ def status_lines(workspace: Workspace) -> list[str]:
                  f"{kinds['relabel']:,} relabelled, {kinds['reject']:,} rejected), "
                  f"{state.entries:,} entries in the journal")
     return lines
+
+
+def read_queue(workspace: Workspace) -> pa.Table:
+    """The `review_queue` table (empty when audit has not run)."""
+    part = workspace.unit_dir(QUEUE_TABLE, UNIT) / "part-00000.parquet"
+    return pq.read_table(part, schema=REVIEW_QUEUE_SCHEMA) if part.is_file() else REVIEW_QUEUE_SCHEMA.empty_table()

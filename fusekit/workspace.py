@@ -27,10 +27,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -39,10 +41,45 @@ import pyarrow.parquet as pq
 from fusekit import locks
 
 DEFAULT_WORKSPACE = "fusekit-work"
+PART_GLOB = "part-*.parquet"
+_PART_NUMBER = re.compile(r"part-(\d+)\.parquet")
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """What one run of a stage owns in a table: a dataset variant, ``<dataset>--<variant>`` on disk (``str``) and
+    ``dataset/variant`` to a user (``label``). The one place that knows how a unit name is spelled."""
+
+    dataset: str
+    variant: str
+
+    SEPARATOR: ClassVar[str] = "--"
+
+    @classmethod
+    def parse(cls, name: str) -> Unit:
+        """``fer2013--csv`` or ``fer2013/csv`` -> Unit("fer2013", "csv"); a bare dataset name has variant ``""``."""
+        dataset, _, variant = name.replace("/", cls.SEPARATOR, 1).partition(cls.SEPARATOR)
+        return cls(dataset, variant)
+
+    def __str__(self) -> str:
+        return f"{self.dataset}{self.SEPARATOR}{self.variant}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}/{self.variant}"
 
 
 def unit_name(dataset: str, variant: str) -> str:
-    return f"{dataset}--{variant}"
+    return str(Unit(dataset, variant))
+
+
+def unit_label(name: str) -> str:
+    """``fer2013--csv`` -> ``fer2013/csv``, as messages name a unit."""
+    return Unit.parse(name).label
 
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
@@ -110,7 +147,7 @@ class Workspace:
         return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
     def listing(self, table: str, units: Iterable[str] | None = None,
-                pattern: str = "part-*.parquet") -> list[list[Any]]:
+                pattern: str = PART_GLOB) -> list[list[Any]]:
         """[``table/unit/name``, size, mtime_ns] of a table's files, in read order: what a later stage keys its cache
         or its rerun decision on (equal listings = unchanged input; every write replaces files atomically)."""
         wanted = None if units is None else set(units)
@@ -124,6 +161,11 @@ class Workspace:
                             entries.append([f"{table}/{unit}/{path.name}", stat.st_size, stat.st_mtime_ns])
         return entries
 
+    def parts(self, table: str, unit: str) -> list[Path]:
+        """A unit's part files in read order (``part-00000.parquet``, ...): the one place that knows their names."""
+        folder = self.unit_dir(table, unit)
+        return sorted(folder.glob(PART_GLOB)) if folder.is_dir() else []
+
     def unit_info(self, table: str, unit: str) -> dict[str, Any] | None:
         path = self.unit_dir(table, unit) / "_unit.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -133,18 +175,41 @@ class Workspace:
         """Read a table (or some of its units) as one Arrow table, rows in unit and part order."""
         with locks.reading(self):  # no swap between listing the parts and reading them
             chosen = self.units(table) if units is None else sorted(units)
-            files = [str(p) for u in chosen for p in sorted(self.unit_dir(table, u).glob("part-*.parquet"))]
+            files = [str(p) for u in chosen for p in self.parts(table, u)]
             if not files:
                 empty = schema.empty_table()
                 return empty.select(columns) if columns else empty
             dataset = ds.dataset(files, format="parquet", schema=schema)
             return dataset.to_table(columns=columns, filter=filter)
 
+    # -- writing without staging: whole units of one part, appended parts ----------------------------------------
+    def write_unit(self, table: str, unit: str, data: pa.Table, info: dict[str, Any]) -> None:
+        """Replace ``unit`` of ``table`` with one part and its `_unit.json` (a result recomputed as a whole, such as
+        dedupe's decisions or its hash cache): the part is renamed into place, then older parts go, then the info
+        is written, so a reader that checks the info never pairs it with another run's part."""
+        folder = self.unit_dir(table, unit)
+        (folder / "_unit.json").unlink(missing_ok=True)
+        write_parquet_atomic(data, folder / part_name(0))
+        for stale in self.parts(table, unit):
+            if stale.name != part_name(0):
+                stale.unlink()
+        write_json_atomic(info, folder / "_unit.json")
+
+    def append_part(self, table: str, unit: str, data: pa.Table) -> Path:
+        """Add ``data`` to ``unit`` as a new part numbered after the last (the crawl appends; nothing is swapped)."""
+        numbers = [int(m.group(1)) for p in self.parts(table, unit) if (m := _PART_NUMBER.fullmatch(p.name))]
+        path = self.unit_dir(table, unit) / part_name(max(numbers, default=-1) + 1)
+        write_parquet_atomic(data, path)
+        return path
+
     # -- writing a unit through staging -------------------------------------------------------------------------
-    def stage(self, unit: str, fingerprint: dict[str, Any]) -> Staging:
-        """A staging area for ``unit``; reused (resumed) only if ``fingerprint`` matches the one it was made with."""
+    def stage(self, unit: str, fingerprint: dict[str, Any], area: str | None = None) -> Staging:
+        """A staging area for ``unit``; reused (resumed) only if ``fingerprint`` matches the one it was made with.
+
+        ``area``: a stage whose units share names with another stage's (the faces stage stages ``fer2013--csv``
+        while an ingest may stage its own) keeps its stagings apart, in ``.staging/<area>/<unit>``."""
         self.ensure()
-        path = self.staging / unit
+        path = self.staging / area / unit if area else self.staging / unit
         config_path = path / "_fingerprint.json"
         if path.exists():
             same = config_path.is_file() and json.loads(config_path.read_text(encoding="utf-8")) == _jsonable(fingerprint)
@@ -161,15 +226,27 @@ class Workspace:
         Safe beside running writers: a commit happens under the swap lock and only once (whoever finds the journal
         first), and ``.trash/`` is emptied entry by entry, never removed while another process moves into it."""
         committed = []
-        if self.staging.is_dir():
-            for path in sorted(self.staging.iterdir()):
-                if (path / "_COMPLETE").is_file() and Staging(self, path.name, path).commit():
-                    committed.append(path.name)
+        for path in self._stagings():
+            if (path / "_COMPLETE").is_file() and Staging(self, path.name, path).commit():
+                committed.append(path.name)
         trash = self.root / ".trash"
         if trash.is_dir():
             for entry in list(trash.iterdir()):
                 shutil.rmtree(entry, ignore_errors=True)
         return committed
+
+    def _stagings(self) -> list[Path]:
+        """Every unit's staging folder: ``.staging/<unit>`` and ``.staging/<area>/<unit>`` (a unit name holds ``--``,
+        an area starts with ``@``)."""
+        if not self.staging.is_dir():
+            return []
+        found = []
+        for path in sorted(self.staging.iterdir()):
+            if path.name.startswith("@") and path.is_dir():
+                found.extend(sorted(p for p in path.iterdir() if p.is_dir()))
+            else:
+                found.append(path)
+        return found
 
     def _to_trash(self, path: Path, name: str) -> Path | None:
         """Rename ``path`` into ``.trash/`` (call under the swap lock); the caller removes it after the lock."""
@@ -237,6 +314,9 @@ class Staging:
     def _marker(self, index: int) -> Path:
         return self.path / "_done" / f"part-{index:05d}.json"
 
+    def part_path(self, table: str, index: int) -> Path:
+        return self.path / table / part_name(index)
+
     def is_done(self, index: int) -> bool:
         return self._marker(index).is_file()
 
@@ -246,7 +326,7 @@ class Staging:
     def write_part(self, index: int, tables: dict[str, pa.Table], stats: dict[str, Any]) -> None:
         """Write one part of every table, then its marker (the marker is what makes the part count)."""
         for name, table in tables.items():
-            write_parquet_atomic(table, self.path / name / f"part-{index:05d}.parquet")
+            write_parquet_atomic(table, self.part_path(name, index))
         write_json_atomic(stats, self._marker(index))
 
     def finish(self, info: dict[str, Any], tables: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ import pytest
 import review_fixtures as fx
 from helpers import call_cli
 
-from fusekit import reviews
+from fusekit import api, reviews
 from fusekit.audit import AuditConfig, run_audit
 from fusekit.audit.stage import read_queue
 
@@ -65,7 +65,7 @@ def test_cli_audit_and_status(audited, capsys, tmp_path):
     code, out, err = call_cli(capsys, "audit", "--issues", "5", workspace=ws.root)
     assert code == 0, err
     assert "built-in features" in out and "label_issue 5" in out and "cleanlab found" in out
-    from fusekit import api
+
 
     sections = dict(api.stage_status(ws))  # what `fusekit status` prints, section by section
     head = sections["review"][0]
@@ -83,7 +83,7 @@ def test_audit_with_a_trained_runs_features(tmp_path):
     run_balance(ws, BalanceConfig(weights_only=True))
     run_train(ws, TrainConfig(data=ws.root / "dataset", model="tiny", epochs=4, batch_size=32, lr=3e-3, seed=3,
                               patience=0, keep_checkpoints=0, verbose=False, run="ref"))
-    report = run_audit(ws, AuditConfig(run="ref", issues=3 * len(facts["flipped"])))
+    report = api.audit(ws, AuditConfig(run="ref", issues=3 * len(facts["flipped"])))  # the api reads the run
     assert report.features == "run:ref" and report.scored == len(facts["rows"]) - 2
     queue = read_queue(ws).to_pylist()
     assert {r["features"] for r in queue} == {"run:ref"} and all(len(r["top_classes"]) == 3 for r in queue)

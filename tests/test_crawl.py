@@ -15,6 +15,7 @@ import pytest
 from fake_engine import FakeEngine
 from helpers import call_cli
 
+from fusekit import api
 from fusekit.crawl import CrawlConfig, CrawlFoundNothing, run_crawl, status_lines
 from fusekit.records import IMAGES_SCHEMA, REJECT_REASONS, REJECTS_SCHEMA
 from fusekit.workspace import Workspace
@@ -264,7 +265,7 @@ def test_empty_result_page_is_loud_and_nothing_found_exits_1(tmp_path: Path, cap
 
 def test_failing_result_page_and_all_rejected(tmp_path: Path) -> None:
     kw = keywords_file(tmp_path, {"happy": ["glad"]})
-    with FakeEngine({"glad face": ["/img/html/a.jpg", "/img/trunc/b.jpg"]}) as fake:
+    with FakeEngine({"glad face": ["/img/html/a.jpg", "/img/trunc/b.jpg"]}) as fake:  # noqa: SIM117 - two steps
         with pytest.raises(CrawlFoundNothing, match=r"found nothing it could keep: 2 results on bing, every one "
                                                     r"rejected or skipped \(not_an_image 1, truncated 1\)"):
             run_crawl(Workspace(tmp_path / "ws"), config(fake, kw))
@@ -328,6 +329,7 @@ def test_default_engine_refuses_private_addresses(tmp_path: Path) -> None:
 
 
 def test_crawl_runs_faces_when_available(tmp_path: Path, monkeypatch) -> None:
+    """`fusekit crawl` (``api.crawl``, which composes the two stages) runs the faces stage on the crawled unit."""
     import sys
     import types
 
@@ -337,8 +339,22 @@ def test_crawl_runs_faces_when_available(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "fusekit.faces", module)
     kw = keywords_file(tmp_path, {"happy": ["glad"]})
     with FakeEngine({"glad face": ["/img/ok/a.jpg"]}) as fake:
-        report = run_crawl(Workspace(tmp_path / "ws"), config(fake, kw, faces=True))
+        report = api.crawl(Workspace(tmp_path / "ws"), config(fake, kw, faces=True))
     assert calls == [[UNIT]] and report.faces == "faces ran"
+
+
+def test_the_crawl_stage_alone_never_runs_faces(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    calls = []
+    module = types.ModuleType("fusekit.faces")
+    module.run_faces = lambda workspace, config=None, units=None: calls.append(units)
+    monkeypatch.setitem(sys.modules, "fusekit.faces", module)
+    kw = keywords_file(tmp_path, {"happy": ["glad"]})
+    with FakeEngine({"glad face": ["/img/ok/a.jpg"]}) as fake:
+        report = run_crawl(Workspace(tmp_path / "ws"), config(fake, kw, faces=True))
+    assert calls == [] and report.unit == UNIT and report.new_images == 1
 
 
 def test_threads_finish(tmp_path: Path) -> None:

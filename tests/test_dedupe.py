@@ -258,8 +258,10 @@ def test_quality_exact_near_keep_policy_and_reruns(tmp_path, capsys):
 
 
 def test_a_crawled_picture_found_under_two_emotions_is_a_label_conflict(tmp_path):
-    """The crawl keeps the first emotion on the row and lists both in images.extra; dedupe reads that, alone or
-    in a group, so such a face goes to review like a group with two labels (the faces rows never carried it)."""
+    """The crawl keeps the first emotion on the row and lists both in images.extra; the faces stage copies them into
+    the faces rows' ``labels`` and dedupe reads them there, alone or in a group, so such a face goes to review like
+    a group with two labels."""
+    from fusekit.faces.stage import conflict_labels
     from fusekit.records import IMAGES_SCHEMA, dumps_extra
 
     ws = Workspace(tmp_path / "ws").ensure()
@@ -275,6 +277,8 @@ def test_a_crawled_picture_found_under_two_emotions_is_a_label_conflict(tmp_path
                "extra": dumps_extra(extras[i])} for i in sorted(extras)]
     write_parquet_atomic(pa.Table.from_pylist(images, schema=IMAGES_SCHEMA),
                          ws.unit_dir("images", "crawl--bing") / "part-00000.parquet")
+    for row in crawl:  # as the faces stage writes them
+        row["labels"] = conflict_labels(dumps_extra(extras[row["image_id"]]))
     write_faces(ws, "crawl--bing", crawl)
     write_parquet_atomic(pa.Table.from_pylist([{"id": "fer2013/v/x", "dataset": "fer2013", "label": "sad"}],
                                               schema=IMAGES_SCHEMA),

@@ -50,7 +50,7 @@ class FakeDetector:
             mask = (np.asarray(view)[:, :, 0] > 200).astype(np.uint8)
             n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
             faces = []
-            for x, y, w, h, area in stats[1:n]:
+            for x, y, w, h, _area in stats[1:n]:
                 if min(w, h) >= 8:
                     lm = np.array([x, y]) + FRACTIONS * [w, h]
                     faces.append(Detection((float(x), float(y), float(x + w), float(y + h)), 0.99, lm))
@@ -596,3 +596,30 @@ def test_enlarged_face_crops_in_class_folders_are_judged_by_their_detail(tmp_pat
         else:
             assert resolutions[name] == [48.0] * 8
             assert "too_small" not in reasons
+
+
+def test_facts_are_recorded_once_and_the_faces_rows_carry_a_pictures_label_conflict(tmp_path):
+    """Ingest records the unit's face policy, terms and citation in `_unit.json`; the faces stage takes the policy
+    from there, copies the source's facts into its own unit (for balance's card) and a picture's label conflict
+    (images.extra, as the crawl writes it) into its faces rows (for dedupe); a conflict found later redoes that
+    picture only."""
+    import pyarrow as pa
+
+    from fusekit.records import IMAGES_SCHEMA, dumps_extra
+    from fusekit.workspace import write_parquet_atomic
+
+    ws, _ = ingested(tmp_path, 4)
+    info = ws.unit_info("images", "faces-src--classfolders")
+    assert (info["manifest"], info["face_policy"], info["title"]) == ("folder", "auto", "faces-src")
+    assert info["terms"]["id"] == "user-supplied" and info["citation"] == []
+    run_faces(ws, detector=FakeDetector())
+    assert [f["labels"] for f in read(ws, FACES)] == [None] * 4
+    assert ws.unit_info(FACES, "faces-src--classfolders")["source"]["terms"]["id"] == "user-supplied"
+    part = next(ws.unit_dir("images", "faces-src--classfolders").glob("part-*.parquet"))
+    rows = pq.read_table(part, schema=IMAGES_SCHEMA).to_pylist()
+    rows[1]["extra"] = dumps_extra({"label_conflict": True, "labels": ["happy", "fear"]})
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=IMAGES_SCHEMA), part)
+    report = run_faces(ws, detector=FakeDetector())
+    assert report.units[0].processed == 1  # only the picture whose conflict is new
+    labels = {f["image_id"]: f["labels"] for f in read(ws, FACES)}
+    assert labels[rows[1]["id"]] == ["happy", "fear"] and sum(v is None for v in labels.values()) == 3

@@ -120,9 +120,8 @@ def test_unit_writers_side_by_side_whole_workspace_writers_alone(tmp_path: Path,
     try:
         with locks.writing(ws, ["b--y"]):  # another unit: fine beside it
             pass
-        with pytest.raises(locks.WorkspaceBusy) as busy:
-            with locks.writing(ws, ["a--x"]):
-                pass
+        with pytest.raises(locks.WorkspaceBusy) as busy, locks.writing(ws, ["a--x"]):
+            pass
         assert _busy_line(ws.root, child.pid, "writing a--x").fullmatch(f"Error: {busy.value}")
         code, _, err = call_cli(capsys, "dedupe", workspace=ws.root)  # decisions are over every unit: refused
         assert code == 2 and _busy_line(ws.root, child.pid, "writing a--x").fullmatch(err.strip()), err
@@ -135,14 +134,13 @@ def test_unit_writers_side_by_side_whole_workspace_writers_alone(tmp_path: Path,
     child = _hold(ws.root, "all")
     try:
         for attempt in (lambda: locks.writing(ws, ["b--y"]), lambda: locks.writing_all(ws)):
-            with pytest.raises(locks.WorkspaceBusy) as busy:
-                with attempt():
-                    pass
+            with pytest.raises(locks.WorkspaceBusy) as busy, attempt():
+                pass
             assert _busy_line(ws.root, child.pid, "writing the whole workspace").fullmatch(f"Error: {busy.value}")
         assert call_cli(capsys, "status", workspace=ws.root)[0] == 0
     finally:
         _release(child)
-    with locks.writing_all(ws), locks.writing(ws, ["a--x"]):  # nested in one process (build ingests under it)
+    with locks.writing_all(ws), locks.writing(ws, ["a--x"]):  # noqa: SIM117 - nested, as build ingests under it
         with locks.reading(ws), locks.swapping(ws), locks.reading(ws):
             pass
 

@@ -71,3 +71,12 @@ def test_datasets_command_lists_every_variant_and_marks_unsupported(capsys) -> N
     assert {("fer2013", "csv"), ("ckplus", "sequences"), ("kdef", "official"), ("folder", "classfolders")} <= supported
     assert ("not yet" in out) == any(not e.supported for e in entries)  # unsupported variants are marked
     assert "[NON-COMMERCIAL]" in out and "Goodfellow" in out and "https://www.kdef.se/" in out
+
+
+def test_the_crawl_has_a_manifest_like_any_source_but_is_not_a_dataset_to_ingest() -> None:
+    from fusekit.crawl.engines import ENGINES
+    from fusekit.manifests import known_manifests
+
+    crawl = known_manifests()["crawl"]
+    assert "crawl" not in all_manifests() and crawl.terms.id == "web"
+    assert {name: v.face_policy for name, v in crawl.variants.items()} == {name: "crawled" for name in ENGINES}

@@ -252,7 +252,7 @@ def test_no_worker_processes_when_other_jobs_hold_the_cores(tmp_path, monkeypatc
 
     write_fer_csv(tmp_path / "fer2013.csv", n=40)
     started = []
-    monkeypatch.setattr("fusekit.ingest.ProcessPoolExecutor",
+    monkeypatch.setattr("fusekit.runner.process_pool",  # where every pool is built
                         lambda *a, **k: started.append(a) or concurrent.futures.ThreadPoolExecutor(2))
     monkeypatch.setattr(fusekit.processes.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(fusekit.processes.os, "getloadavg", lambda: (2.4, 2.0, 1.5))  # one other job + this one

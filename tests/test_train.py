@@ -141,7 +141,7 @@ def test_process_loader_decodes_resizes_and_weights(tmp_path):
     batches = list(InputPipeline(shards, spec).train(epoch=0))
     assert len(batches) == 35 // 8  # the partial batch is dropped in training
     x, y, w = batches[0]
-    assert x.shape == (8, 16, 16, 1) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert x.shape == (8, 16, 16, 1) and x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
     assert w.tolist() == pytest.approx([1.0 + label / 10 for label in y.tolist()])
     again = list(InputPipeline(shards, spec).train(epoch=0))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again))  # augmentation seeded by (seed, epoch, i)
@@ -332,7 +332,7 @@ def test_predict_labels_each_aligned_face(trained, monkeypatch, tmp_path, capsys
         return [face] if image.getpixel((0, 0)) is not None else []
 
     monkeypatch.setitem(sys.modules, "fusekit.faces", types.SimpleNamespace(detect_and_align=detect_and_align))
-    from fusekit.train import predict
+    from fusekit.predict import predict
 
     (tmp_path / "broken.png").write_bytes(b"not an image")
     results = predict(root / "ws", "learn", [*pictures, str(tmp_path / "broken.png")])

@@ -26,7 +26,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +35,9 @@ import pyarrow.parquet as pq
 
 from fusekit import reviews
 from fusekit.audit import heads
-from fusekit.audit.features import BUILTIN, RunFeatures, builtin_features
+from fusekit.audit.features import BUILTIN, builtin_features
 from fusekit.errors import ConfigError, UserError
+from fusekit.reviews import read_queue as read_queue  # where it was first (tests, callers)
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, REVIEW_QUEUE_SCHEMA, REVIEW_REASONS
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
@@ -140,8 +141,34 @@ def _crops(workspace: Workspace, ids: list[str]) -> list[bytes | None]:
     return out
 
 
-def run_audit(workspace: Workspace, config: AuditConfig | None = None) -> AuditReport:
-    """Write `review_queue` (see the module docstring)."""
+def _features(extractor: FeatureExtractor | None, crops) -> tuple[np.ndarray, str]:
+    """The faces' features and what they are: the built-in ones, or the given extractor's (a run's penultimate
+    layer: ``fusekit.predict.RunFeatures``, which the api builds for ``--run``)."""
+    if extractor is None:
+        return builtin_features(crops), BUILTIN
+    return extractor(crops), extractor.description
+
+
+def _queue_disputed(reasons: dict[int, list[str]], kinds: list[str], datasets: list[str], labels: list[str],
+                    predicted: list[str]) -> None:
+    """Crawled faces whose keyword's class is not the model's top class, and every face dedupe left for review."""
+    for i, kind in enumerate(kinds):
+        if kind == "keep" and datasets[i] == "crawl" and predicted[i] != labels[i]:
+            reasons.setdefault(i, []).append("keyword_rejected")
+        elif kind.startswith("review:"):
+            reasons.setdefault(i, []).append("label_conflict" if kind == "review:label_conflict" else "review")
+
+
+class FeatureExtractor(Protocol):
+    description: str
+
+    def __call__(self, crops: list[bytes | None]) -> np.ndarray: ...
+
+
+def run_audit(workspace: Workspace, config: AuditConfig | None = None,
+              extractor: FeatureExtractor | None = None) -> AuditReport:
+    """Write `review_queue` (see the module docstring). ``extractor``: features of the crops (``config.run``'s,
+    built by the api); without it the built-in features."""
     from cleanlab.filter import find_label_issues
 
     config = config or AuditConfig()
@@ -157,13 +184,9 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None) -> AuditR
     crops = _crops(workspace, ids)
     report.seconds["read"] = round(time.perf_counter() - t0, 2)
     t = time.perf_counter()
-    if config.run is None:
-        x = builtin_features(crops)
-        report.features = BUILTIN
-    else:
-        extractor = RunFeatures(workspace, config.run, config.checkpoint)
-        x = extractor(crops)
-        report.features = extractor.description
+    if config.run is not None and extractor is None:
+        raise UserError("audit --run needs the run's features: call it through fusekit.api.audit")
+    x, report.features = _features(extractor, crops)
     report.seconds["features"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     fitted = np.array([kinds[f] == "keep" for f in ids], bool)
@@ -203,13 +226,7 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None) -> AuditR
             break
         reasons.setdefault(i, []).append(why)
         issue_rank[i] = len(issue_rank)
-    top_class = probs.argmax(1)
-    for i in range(len(ids)):
-        kind = kinds[ids[i]]
-        if kind == "keep" and datasets[i] == "crawl" and present[top_class[i]] != labels[i]:
-            reasons.setdefault(i, []).append("keyword_rejected")
-        elif kind.startswith("review:"):
-            reasons.setdefault(i, []).append("label_conflict" if kind == "review:label_conflict" else "review")
+    _queue_disputed(reasons, [kinds[f] for f in ids], datasets, labels, [present[k] for k in probs.argmax(1)])
     order = {r: k for k, r in enumerate(REVIEW_REASONS)}
     queued = sorted(reasons, key=lambda i: (order[min(reasons[i], key=order.get)], issue_rank.get(i, 0), score[i],
                                             ids[i]))
@@ -229,12 +246,6 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None) -> AuditR
     write_json_atomic({"stage": "audit", "config": asdict(config), "decisions": digest(workspace.listing("decisions")),
                        "report": report.to_json()}, folder / "_unit.json")
     return report
-
-
-def read_queue(workspace: Workspace) -> pa.Table:
-    """The `review_queue` table (empty when audit has not run)."""
-    part = workspace.unit_dir(reviews.QUEUE_TABLE, reviews.UNIT) / "part-00000.parquet"
-    return pq.read_table(part, schema=REVIEW_QUEUE_SCHEMA) if part.is_file() else REVIEW_QUEUE_SCHEMA.empty_table()
 
 
 def render_report(report: AuditReport) -> str:

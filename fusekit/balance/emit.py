@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from fusekit.balance.augment import augment_job
 from fusekit.balance.shards import ShardStats, ShardWriter
-from fusekit.processes import process_context
+from fusekit.runner import process_pool
 
 SPILL_BYTES = 64_000_000  # a bucket's buffer is written out past this size
 POOL_MIN_COPIES = 2000  # below this, starting worker processes costs more than it saves
@@ -46,7 +46,7 @@ def _executor(workers: int, needed: bool) -> Executor:
     # The workers only run PIL/numpy code (augment_job), never pyarrow, so locks held by the parent's pyarrow
     # threads at fork time are not touched; after the faces step of `fusekit build` TensorFlow is loaded, and
     # process_context then avoids fork.
-    return ProcessPoolExecutor(workers, mp_context=process_context([__name__]))
+    return process_pool(workers, preload=[__name__])
 
 
 class _Bucket:

@@ -36,7 +36,7 @@ from fusekit.balance.emit import PlannedRow, write_splits
 from fusekit.balance.shards import ShardStats, shard_schema
 from fusekit.balance.splits import assign_splits
 from fusekit.errors import UserError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS, flag_kind
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, digest, write_json_atomic
 
@@ -79,6 +79,12 @@ class BalanceReport:
     @property
     def non_commercial(self) -> list[str]:
         return sorted({t["dataset"] for t in self.terms if t["non_commercial"]})
+
+    def render(self) -> str:
+        """`fusekit balance`'s summary (``fusekit.balance.card.summary_lines``)."""
+        from fusekit.balance.card import summary_lines
+
+        return "\n".join(summary_lines(self))
 
 
 def inputs_fingerprint(workspace: Workspace) -> list[list[Any]]:
@@ -125,44 +131,53 @@ def _read_inputs(workspace: Workspace, faces_listing: list[list[Any]]) -> _Input
     return _Inputs(faces, decision, has, stale, reviews.verdicts(workspace))
 
 
-def terms_entries(pairs: set[tuple[str, str | None]]) -> list[dict[str, Any]]:
-    """Terms and citation for each (dataset, terms id) used, from the manifests."""
-    from fusekit.errors import SourceNotFound
-    from fusekit.manifests import all_manifests, resolve
+def recorded_facts(workspace: Workspace) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, terms id) -> the source's facts (title, terms, citation) as the faces stage copied them into its
+    units' `_unit.json` from what ingest or the crawl recorded."""
+    found = {}
+    for unit in workspace.units("faces"):
+        info = workspace.unit_info("faces", unit) or {}
+        source = info.get("source") or {}
+        if isinstance(source.get("terms"), dict) and info.get("dataset"):
+            found[(str(info["dataset"]), str(source["terms"]["id"]))] = source
+    return found
 
+
+def terms_entries(pairs: set[tuple[str, str | None]],
+                  recorded: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Terms and citation for each (dataset, terms id) used: as its units recorded them (``recorded_facts``), else
+    (faces made before units recorded their facts) from the manifest of that name or with those terms."""
+    recorded = recorded or {}
     entries = []
     for dataset, terms_id in sorted(pairs, key=lambda p: (p[0], p[1] or "")):
-        try:
-            manifest = resolve(dataset)
-        except SourceNotFound:
-            manifest = None
-        candidates = ([manifest] if manifest else []) + [m for m in all_manifests().values() if m is not manifest]
-        found = None
-        for m in candidates:
-            for variant in m.variants.values():
-                if variant.terms.id == terms_id:
-                    found = (m, variant)
-                    break
-            if found or (m.terms.id == terms_id and (found := (m, None))):
-                break
-        if found:
-            m, variant = found
-            terms = variant.terms if variant else m.terms
-            citations = [c for c in (" ".join(str(variant.extra.get("citation", "")).split()) if variant else "",
-                                     m.citation) if c]
-            entries.append({"dataset": dataset, "terms": terms.id, "summary": terms.summary,
-                            "non_commercial": terms.non_commercial, "url": terms.url or m.homepage,
-                            "title": m.title if m is manifest else dataset, "citation": citations})
-        elif dataset == "crawl":
-            entries.append({"dataset": dataset, "terms": terms_id or "web", "title": "Images found by web search",
-                            "summary": "each image belongs to its owner; use for research only and check the source "
-                                       "URL of every image before any other use", "non_commercial": True,
-                            "url": "", "citation": []})
+        facts = recorded.get((dataset, terms_id or ""))
+        if facts is not None:
+            terms = facts["terms"]
+            entries.append({"dataset": dataset, "terms": terms["id"], "summary": terms["summary"],
+                            "non_commercial": terms["non_commercial"], "url": terms.get("url", ""),
+                            "title": facts.get("title") or dataset, "citation": list(facts.get("citation") or [])})
         else:
-            entries.append({"dataset": dataset, "terms": terms_id or "unknown", "title": dataset,
-                            "summary": "terms unknown to fusekit: check them yourself before sharing or any "
-                                       "commercial use", "non_commercial": True, "url": "", "citation": []})
+            entries.append(_manifest_terms(dataset, terms_id))
     return entries
+
+
+def _manifest_terms(dataset: str, terms_id: str | None) -> dict[str, Any]:
+    from fusekit.manifests import known_manifests, unit_facts
+
+    manifest = known_manifests().get(dataset)
+    candidates = ([manifest] if manifest else []) + [m for m in known_manifests().values() if m is not manifest]
+    for m in candidates:
+        variant = next((v for v in m.variants.values() if v.terms.id == terms_id), None)
+        if variant is not None or m.terms.id == terms_id:
+            facts = unit_facts(m, variant or next(iter(m.variants.values())), dataset)
+            terms = m.terms if variant is None else variant.terms
+            citations = facts["citation"] if variant is not None else [c for c in (m.citation,) if c]
+            return {"dataset": dataset, "terms": terms.id, "summary": terms.summary,
+                    "non_commercial": terms.non_commercial, "url": terms.url or m.homepage,
+                    "title": m.title if m is manifest else dataset, "citation": citations}
+    return {"dataset": dataset, "terms": terms_id or "unknown", "title": dataset,
+            "summary": "terms unknown to fusekit: check them yourself before sharing or any commercial use",
+            "non_commercial": True, "url": "", "citation": []}
 
 
 def flags_from_reason(reason: str | None, kept_id: str | None) -> tuple[str, ...]:
@@ -174,8 +189,6 @@ def flags_from_reason(reason: str | None, kept_id: str | None) -> tuple[str, ...
 
 def _select(inputs: _Inputs, config: BalanceConfig, report: BalanceReport) -> pa.Table:
     """The faces that go into the dataset, sorted by id, with their decision columns."""
-    from fusekit.dedupe.stage import flag_kind
-
     faces = inputs.faces
     report.faces = faces.num_rows
     keep_rows, dup, phash, flag_rows, kept_labels = [], [], [], [], []
@@ -361,7 +374,7 @@ def run_balance(workspace: Workspace, config: BalanceConfig | None = None) -> Ba
         raise UserError(f"none of the {report.faces:,} faces can be used ({_reasons(report.left_out)})")
     rows = _plan(selected, config, report)
     report.terms = terms_entries(set(zip(selected.column("dataset").to_pylist(),
-                                         selected.column("terms").to_pylist())))
+                                         selected.column("terms").to_pylist())), recorded_facts(workspace))
     cols = {c: selected.column(c).to_pylist() for c in ("id", "pos", "label", "dataset", "subject", "phash",
                                                          "flags")}
     built = workspace.root / f".dataset-{uuid.uuid4().hex}"

@@ -54,10 +54,13 @@ def balance(
 def build(
     recipe: Path = typer.Argument(..., help="A recipe YAML: sources, crawl, faces, dedupe and balance settings."),
     force: bool = typer.Option(False, "--force", help="Run every step even when nothing changed."),
+    runner: Optional[str] = typer.Option(None, "--runner", help="local or ray: where ingest's and faces' parts run "
+                                                               "[default: the recipe's runner:, else local]."),
+    address: Optional[str] = typer.Option(None, "--address", help="The Ray cluster for --runner ray (host:port)."),
 ) -> None:
     """Run every stage a recipe lists, in order, skipping what has not changed; the recipe is copied into the
     dataset folder."""
     from fusekit.build import render_build, run_build
 
-    report = run_build(_workspace(), recipe, force=force, echo=_echo)
+    report = run_build(_workspace(), recipe, force=force, echo=_echo, runner=runner, address=address)
     _echo(render_build(report))

@@ -1,4 +1,4 @@
-"""`fusekit crawl`: parse the flags, call `fusekit.crawl.run_crawl`, print its report."""
+"""`fusekit crawl`: parse the flags, call `fusekit.api.crawl` (the crawl, then the faces of its unit), print the reports."""
 
 from __future__ import annotations
 
@@ -36,16 +36,17 @@ def crawl(
                                                  "(repeatable; refused by default)."),
 ) -> None:
     """Search the web for pictures of an emotion's keywords (keywords.yaml), politely, and store them with provenance."""
-    from fusekit.crawl import CrawlConfig, CrawlFoundNothing, format_report, run_crawl
+    from fusekit import api
+    from fusekit.crawl import CrawlConfig, CrawlFoundNothing, format_report
     from fusekit.crawl.stage import DEFAULT_CONTACT
 
-    config = CrawlConfig(emotion=emotion.strip().lower(), engine=engine.strip().lower(),
+    config = CrawlConfig.from_mapping(dict(emotion=emotion.strip().lower(), engine=engine.strip().lower(),
                          max_per_keyword=max_per_keyword, keywords=keywords, faces=not no_faces,
                          contact=contact or DEFAULT_CONTACT, interval=interval, threads=threads, timeout=timeout,
-                         retry_rejected=retry_rejected, endpoint=endpoint, allow_addresses=tuple(allow_address))
+                         retry_rejected=retry_rejected, endpoint=endpoint, allow_addresses=tuple(allow_address)))
     try:
-        report = run_crawl(_workspace(), config)
+        run = api.crawl(_workspace(), config)
     except CrawlFoundNothing as exc:
         _echo(format_report(exc.report))
         raise
-    _echo(format_report(report))
+    _echo(run.render())

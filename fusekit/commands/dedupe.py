@@ -41,10 +41,10 @@ def dedupe(
     if summary_only:
         _echo(render_summary(api.require(workspace)))
         return
-    config = DedupeConfig(threshold=threshold, min_face=min_face, min_contrast=min_contrast,
+    config = DedupeConfig.from_mapping(dict(threshold=threshold, min_face=min_face, min_contrast=min_contrast,
                           min_brightness=min_brightness, min_sharpness=min_sharpness,
                           min_similarity=min_similarity,
                           keep_order=tuple(c.strip() for c in keep_order.split(",") if c.strip()),
                           conflicts=conflicts, probes=not no_probes, rehash=rehash, workers=workers,
-                          search_method=search_method or "auto")
+                          search_method=search_method or "auto"))
     _echo(render_report(api.dedupe(workspace, config)))

@@ -35,12 +35,16 @@ def faces(
                                      help="Another face policy for a dataset: given_box, precropped, full_frame or "
                                           "crawled (repeatable)."),
     chunk_size: int = typer.Option(1024, "--chunk-size", help="Images per part file (the unit of resume)."),
+    runner: str = typer.Option("local", "--runner", help="local (this machine's processes) or ray (one Ray task per "
+                                                         "part; pip install \"fusekit[ray]\")."),
+    address: Optional[str] = typer.Option(None, "--address", help="The Ray cluster for --runner ray (host:port) "
+                                                                 "[default: $RAY_ADDRESS, else a local Ray]."),
 ) -> None:
     """Detect and align every face with MTCNN (resumable; a rerun only does what is new)."""
     from fusekit import api, render
     from fusekit.faces import FacesConfig
 
-    config = FacesConfig(size=size, redo=redo, workers=workers, chunk_size=chunk_size, min_face=min_face,
-                         dataset_policies=_policy_pairs(policy))
+    config = FacesConfig.from_mapping(dict(size=size, redo=redo, workers=workers, chunk_size=chunk_size, min_face=min_face,
+                         dataset_policies=_policy_pairs(policy), runner=runner, address=address))
     report = api.faces(_workspace(), config, units=list(units) if units else None)
     _echo(render.faces_report(report))

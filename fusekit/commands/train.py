@@ -159,8 +159,7 @@ def predict_command(
     _quiet_backend()
     from dataclasses import asdict
 
-    from fusekit.train import predict
-    from fusekit.train.inference import render_predictions
+    from fusekit.predict import predict, render_predictions
 
     results = predict(_workspace(), run, images, policy=policy, whole_image=whole_image)
     if as_json:

@@ -2,7 +2,7 @@
 
 Modules: ``keywords`` (keywords.yaml), ``engines`` (result-page URLs and parsers), ``politeness`` (the transport
 rules), ``crawler`` (icrawler threads with fusekit's feeder/parser/downloader), ``store`` (append-only `images` and
-`rejects` parts, the index of what is known), ``stage`` (the run), ``standin`` (a local stand-in engine for the demo).
+`rejects` parts, the index of what is known), ``stage`` (the run), ``standin`` (a local HTTP engine on 127.0.0.1, the base of the demo's and the tests' stand-ins).
 
 Names are loaded on first use, and ``stage`` imports the transport (requests, icrawler, bs4) only when it crawls, so
 that `fusekit status` (which imports ``fusekit.crawl.stage`` for its section) pays for none of it.
@@ -23,6 +23,4 @@ __all__, __getattr__ = lazy.exports(__name__, {
     "run_crawl": "fusekit.crawl.stage",
     "status_lines": "fusekit.crawl.stage",
     "STANDIN_LABEL": "fusekit.crawl.standin",
-    "StandinEngine": "fusekit.crawl.standin",
-    "demo_crawl": "fusekit.crawl.standin",
 })

@@ -4,7 +4,8 @@ One search per (engine, emotion, keyword), each through a fresh icrawler crawler
 politeness state (``politeness.py``) and one store (``store.py``). A search asks only for what is missing:
 ``--max-per-keyword`` counts pictures kept by earlier runs, so a rerun with the same number fetches nothing and a
 larger number fetches only the difference. The store is flushed after every search (and every ``flush_every``
-pictures), so an interrupted crawl loses at most that much. Afterwards the faces stage runs on the unit.
+pictures), so an interrupted crawl loses at most that much. The faces stage is not run here: ``fusekit.api.crawl``
+runs it on the unit afterwards, as `fusekit crawl` does unless ``--no-faces``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from fusekit import __version__, locks
 from fusekit.crawl.engines import ENGINES, PUBLIC_ENGINES, Engine
 from fusekit.crawl.keywords import Keywords, load_keywords
 from fusekit.crawl.store import CrawlStore, crawl_units, unit_for
+from fusekit.config import FromMapping
 from fusekit.errors import ConfigError, FusekitError
 from fusekit.taxonomy import CLASSES, normalise
-from fusekit.workspace import Workspace
+from fusekit.workspace import Unit, Workspace
 
 if TYPE_CHECKING:  # the transport (requests, icrawler, bs4) is imported by a crawl, not by `fusekit status`
     from fusekit.crawl.politeness import Politeness, Rules
@@ -43,14 +45,14 @@ class CrawlFoundNothing(FusekitError):
 
 
 @dataclass(frozen=True)
-class CrawlConfig:
+class CrawlConfig(FromMapping):
     """What `fusekit crawl` was asked to do. Times are seconds; defaults are the polite ones for the real web."""
 
     emotion: str = "all"  # a canonical emotion (or a spelling taxonomy knows: "anger"), or "all"
     engine: str = "bing"
     max_per_keyword: int = 100
     keywords: str | Path | None = None  # None: ./keywords.yaml, else the packaged copy
-    faces: bool = True
+    faces: bool = True  # run the faces stage afterwards: read by fusekit.api.crawl, which composes the two
     contact: str = DEFAULT_CONTACT  # named in the User-Agent so site owners can reach whoever runs the crawl
     interval: float = 1.0  # between two requests to one host
     threads: int = 4
@@ -137,7 +139,6 @@ class CrawlReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    faces: Any = None
 
     @property
     def new_images(self) -> int:
@@ -153,6 +154,9 @@ class CrawlReport:
     @property
     def conflicts(self) -> int:
         return sum(s.conflicts for s in self.searches)
+
+    def render(self) -> str:
+        return format_report(self)
 
 
 def _emotions(config: CrawlConfig, keywords: Keywords) -> tuple[list[str], list[str]]:
@@ -187,18 +191,29 @@ def _engine(config: CrawlConfig) -> tuple[Engine, dict[str, str]]:
     return engine, params
 
 
-def _exclusive(workspace: Workspace, unit: str) -> contextlib.AbstractContextManager[None]:
+def exclusive(workspace: Workspace, unit: str) -> contextlib.AbstractContextManager[None]:
     """One crawl per workspace at a time (two would both think a URL is new, and a crawl may rewrite a part of
     another engine's unit): the ``crawl`` lock and the unit's own, with the workspace lock shared (fusekit.locks)."""
     return locks.writing(workspace, ["crawl", unit], doing=f"crawling into {unit}")
 
 
-def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
-    """Crawl the keywords of the chosen emotion(s) on one engine into unit ``crawl--<engine>``, then run faces."""
-    started = time.perf_counter()
+def plan(config: CrawlConfig) -> tuple[Keywords, list[str], list[str], Engine, dict[str, str]]:
+    """The keywords, emotions (and notes on those skipped), engine and its parameters of a crawl: every check that
+    needs no workspace, so a mistake stops before anything (a lock file included) is written."""
     keywords = load_keywords(config.keywords)
     emotions, notes = _emotions(config, keywords)
     engine, params = _engine(config)
+    return keywords, emotions, notes, engine, params
+
+
+def run_crawl(workspace: Workspace, config: CrawlConfig,
+              planned: tuple[Any, ...] | None = None) -> CrawlReport:
+    """Crawl the keywords of the chosen emotion(s) on one engine into unit ``crawl--<engine>``.
+
+    ``planned``: ``plan(config)``'s result when the caller planned already (``api.crawl`` does, to lock the unit
+    across this crawl and the faces stage after it)."""
+    started = time.perf_counter()
+    keywords, emotions, notes, engine, params = planned or plan(config)
     unit = unit_for(engine.name)
     report = CrawlReport(engine.name, unit, emotions, keywords.path, config.max_per_keyword, notes=notes)
     if engine.status != "works":
@@ -207,7 +222,7 @@ def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
     from fusekit.crawl.politeness import Politeness
 
     politeness = Politeness(config.rules())
-    with _exclusive(workspace, unit):  # held until the faces of the unit are written too
+    with exclusive(workspace, unit):
         store = CrawlStore(workspace, config.retry_rejected)
         try:
             for emotion in emotions:
@@ -225,8 +240,6 @@ def run_crawl(workspace: Workspace, config: CrawlConfig) -> CrawlReport:
         report.warnings.extend(_loud_problems(report))
         if report.stored_total == 0:
             raise CrawlFoundNothing(_nothing_message(report), report)
-        if config.faces:
-            report.faces = _run_faces(workspace, unit, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -289,18 +302,9 @@ def _nothing_message(report: CrawlReport) -> str:
             f"skipped ({rejects or 'no rejects'})")
 
 
-def _run_faces(workspace: Workspace, unit: str, report: CrawlReport) -> Any:
-    try:
-        from fusekit.faces import run_faces
-    except ImportError:
-        report.notes.append(f"the faces stage is not available in this build: run `fusekit faces` later for {unit}")
-        return None
-    return run_faces(workspace, units=[unit])
-
-
 # -- reporting ---------------------------------------------------------------------------------------------------------
 def format_report(report: CrawlReport) -> str:
-    from fusekit.render import table
+    from fusekit.text import table
 
     lines = [f"crawl {report.engine} -> unit {report.unit}: {', '.join(report.emotions)}; keywords from "
              f"{report.keywords_path}; up to {report.max_per_keyword} pictures per keyword"]
@@ -321,26 +325,7 @@ def format_report(report: CrawlReport) -> str:
                    f"({report.retries:,} retries, {report.robots_fetched:,} robots.txt), {report.seconds:.1f} s")
     lines += [f"warning: {w}" for w in report.warnings]
     lines += [f"note: {n}" for n in report.notes]
-    if report.faces is not None:
-        lines.append(f"faces: {_faces_summary(report.faces)}")
     return "\n".join(lines)
-
-
-def _faces_summary(faces: Any) -> str:
-    """One line from the faces stage's report (read by attribute, so a change there degrades to less detail)."""
-    parts = []
-    for name, label in (("processed", "pictures looked at"), ("faces", "faces"), ("aligned", "aligned")):
-        value = getattr(faces, name, None)
-        if isinstance(value, int):
-            parts.append(f"{value:,} {label}")
-    rejects = getattr(faces, "rejects", None)
-    if isinstance(rejects, Counter):
-        detail = ", ".join(f"{r} {n:,}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
-        parts.append(f"{sum(rejects.values()):,} rejected" + (f" ({detail})" if detail else ""))
-    seconds = getattr(faces, "seconds", None)
-    if isinstance(seconds, float):
-        parts.append(f"{seconds:.1f} s")
-    return ", ".join(parts) if parts else "done"
 
 
 def status_lines(workspace: Workspace) -> list[str]:
@@ -373,7 +358,7 @@ def status_lines(workspace: Workspace) -> list[str]:
                           .column("reason").to_pylist()) if unit in workspace.units("rejects") else Counter()
         total_faces = sum(sum(c.values()) for c in faces.values())
         reject_text = ", ".join(f"{r} {n:,}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"  {unit.split('--', 1)[1]}: {table.num_rows:,} pictures, {total_faces:,} faces, "
+        lines.append(f"  {Unit.parse(unit).variant}: {table.num_rows:,} pictures, {total_faces:,} faces, "
                      f"{sum(rejects.values()):,} rejected" + (f" ({reject_text})" if reject_text else "")
                      + f", {conflicts:,} label conflicts")
         for label in [c for c in CLASSES if c in pictures]:

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from fusekit import __version__
 from fusekit.records import IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.taxonomy import CLASS_ID, CLASSES
-from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Unit, Workspace, write_json_atomic, write_parquet_atomic
 
 DATASET = "crawl"
 TERMS = "web"  # each picture's own licence applies; fusekit knows only where it came from
@@ -115,7 +115,7 @@ class CrawlStore:
             self.conflicts.add(image_id)
 
     def _parts(self, table: str, unit: str) -> list[Path]:
-        return sorted(self.workspace.unit_dir(table, unit).glob("part-*.parquet"))
+        return self.workspace.parts(table, unit)
 
     def count(self, engine: str, emotion: str, keyword: str) -> int:
         """Pictures (distinct bytes) that (engine, emotion, keyword) has found so far, earlier runs included."""
@@ -234,8 +234,7 @@ class CrawlStore:
                 if not rows:
                     continue
                 ordered = [rows[k] for k in sorted(rows)]  # deterministic order whatever the threads did
-                path = self._next_part("images", unit)
-                write_parquet_atomic(pa.Table.from_pylist(ordered, schema=IMAGES_SCHEMA), path)
+                path = self.workspace.append_part("images", unit, pa.Table.from_pylist(ordered, schema=IMAGES_SCHEMA))
                 for row in ordered:
                     self.known[row["id"]].part = path
                 stats.images += len(ordered)
@@ -245,8 +244,7 @@ class CrawlStore:
                 if not rejects:
                     continue
                 ordered = sorted(rejects, key=lambda r: r["id"])
-                write_parquet_atomic(pa.Table.from_pylist(ordered, schema=REJECTS_SCHEMA),
-                                     self._next_part("rejects", unit))
+                self.workspace.append_part("rejects", unit, pa.Table.from_pylist(ordered, schema=REJECTS_SCHEMA))
                 stats.rejects += len(ordered)
                 self._touch(unit, "rejects")
             self._rejects.clear()
@@ -260,16 +258,17 @@ class CrawlStore:
             self._dirty.clear()
         return stats
 
-    def _next_part(self, table: str, unit: str) -> Path:
-        folder = self.workspace.unit_dir(table, unit)
-        numbers = [int(m.group(1)) for p in folder.glob("part-*.parquet") if (m := _PART.search(p.name))]
-        return folder / f"part-{max(numbers, default=-1) + 1:05d}.parquet"
-
     def _touch(self, unit: str, table: str = "images") -> None:
-        """Keep `_unit.json` current: what produced the unit (the faces stage reads source_root from it)."""
+        """Keep `_unit.json` current: what produced the unit, and its facts from the crawl's manifest
+        (``manifests/crawl.yaml``) as ingest records a dataset's; the faces stage reads them."""
+        from fusekit.manifests import known_manifests, unit_facts
+
+        manifest = known_manifests()[DATASET]
+        engine = Unit.parse(unit).variant
         write_json_atomic({
+            **unit_facts(manifest, manifest.variant(engine), DATASET),
             "dataset": DATASET,
-            "variant": unit.split("--", 1)[1],
+            "variant": engine,
             "source_root": None,
             "stored_bytes": True,
             "appended_by": "crawl",

@@ -28,6 +28,7 @@ is face in both). On real FER-2013 copies cropped by 2-5% this lifted recall fro
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -53,10 +54,8 @@ _FINE = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 1e-3)
 
 
 def _ecc(a: np.ndarray, b: np.ndarray, warp: np.ndarray, criteria, mask: np.ndarray | None = None) -> np.ndarray:
-    try:
+    with contextlib.suppress(cv2.error):  # no convergence (flat or unrelated pictures): keep the previous estimate
         _, warp = cv2.findTransformECC(a, b, warp, cv2.MOTION_AFFINE, criteria, mask, 3)
-    except cv2.error:  # no convergence (flat or unrelated pictures): keep the previous estimate
-        pass
     return warp
 
 
@@ -193,11 +192,11 @@ def pair_scores(thumbs_a: np.ndarray, thumbs_b: np.ndarray, mirrored: np.ndarray
 
 def _in_processes(thumbs_a: np.ndarray, thumbs_b: np.ndarray, flags: np.ndarray, workers: int,
                   accept_at: float) -> np.ndarray | None:
-    """Scores from the worker pool hashing also uses (``fusekit.processes.worker_pool``: started once a run), or
+    """Scores from the worker pool hashing also uses (``fusekit.runner.worker_pool``: started once a run), or
     None when processes cannot start here."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from fusekit.processes import discard_pool, worker_pool
+    from fusekit.runner import discard_pool, worker_pool
 
     cuts = [slice(i, i + _CHUNK) for i in range(0, len(thumbs_a), _CHUNK)]
     try:

@@ -360,12 +360,12 @@ PROCESS_MIN = 4096  # pictures from which hashing spreads chunks over worker pro
 
 
 def _process_pool(workers: int):
-    """The shared worker pool (``fusekit.processes.worker_pool``), with the probe weights computed here first so
+    """The shared worker pool (``fusekit.runner.worker_pool``), with the probe weights computed here first so
     that forked workers inherit them instead of each computing them (~40 ms)."""
     global _PROBE_W
     if _PROBE_W is None:
         _PROBE_W = _probe_weights()
-    from fusekit.processes import worker_pool
+    from fusekit.runner import worker_pool
 
     return worker_pool(workers, [__name__])
 
@@ -476,7 +476,7 @@ def _hash_parts_in_processes(parts: Iterable[Part], workers: int, chunk: int) ->
         import logging
 
         logging.getLogger(__name__).warning("hashing in threads: worker processes failed (%s)", exc)
-        from fusekit.processes import discard_pool
+        from fusekit.runner import discard_pool
 
         discard_pool()
         leftover = [part for part, _ in pending]

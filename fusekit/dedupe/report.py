@@ -7,7 +7,7 @@ from typing import Any
 
 from fusekit.dedupe.stage import UNIT, DedupeReport
 from fusekit.records import DECISIONS_SCHEMA
-from fusekit.render import table
+from fusekit.text import table
 from fusekit.workspace import Workspace, digest
 
 
@@ -37,6 +37,7 @@ def render_report(report: DedupeReport) -> str:
     official = official_test_line(report)
     if official:
         lines.append(official)
+    lines += [f"warning: {w}" for w in report.warnings]
     for ex in report.conflict_examples[:5]:
         lines.append(f"conflict: group {ex['group']} ({ex['size']} faces) labels {', '.join(ex['labels'])}")
     lines.append(f"hashed {len(report.hashed_units)} unit(s), cached {len(report.cached_units)}; "

@@ -33,9 +33,10 @@ from fusekit.dedupe import confirm as confirm_mod
 from fusekit.dedupe import groups as groups_mod
 from fusekit.dedupe import hashing, search
 from fusekit.dedupe.quality import quality_reasons
+from fusekit.config import FromMapping
 from fusekit.errors import ConfigError
-from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA
-from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
+from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, flag_kind
+from fusekit.workspace import Workspace, digest, unit_label
 
 log = logging.getLogger(__name__)
 HASH_TABLE = "dedupe_hashes"
@@ -46,7 +47,7 @@ META_COLUMNS = ["id", "image_id", "dataset", "split", "label", "score", "face_wi
 
 
 @dataclass(frozen=True)
-class DedupeConfig:
+class DedupeConfig(FromMapping):
     """Settings of `fusekit dedupe` (defaults measured in docs/dedupe.md)."""
 
     threshold: int = 8  # Hamming radius of the pHash search (64 bits)
@@ -102,6 +103,7 @@ class DedupeReport:
     pair_matrix: dict[str, dict[str, int]] = field(default_factory=dict)  # duplicate pairs per pair of datasets
     datasets: list[str] = field(default_factory=list)
     hashed_units: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     cached_units: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     conflict_examples: list[dict[str, Any]] = field(default_factory=list)
@@ -116,6 +118,12 @@ class DedupeReport:
         data["dropped"] = dict(self.dropped)
         return data
 
+    def render(self) -> str:
+        """`fusekit dedupe`'s summary (``fusekit.dedupe.report.render_report``)."""
+        from fusekit.dedupe.report import render_report
+
+        return render_report(self)
+
 
 # -- hashing with a per-unit cache ---------------------------------------------------------------------------------------
 
@@ -123,14 +131,12 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
                 rows: int | None = None) -> tuple[pa.Table, bool]:
     """The hashes of one faces unit, from the cache when its files and the hash version are unchanged. ``rows``:
     the unit's face count when the caller has read it (else each part's footer is read for it)."""
-    folder = workspace.unit_dir(HASH_TABLE, unit)
-    info_path, part = folder / "_unit.json", folder / "part-00000.parquet"
+    info = workspace.unit_info(HASH_TABLE, unit)
     key = {"hash_version": hashing.HASH_VERSION, "faces": workspace.listing("faces", [unit])}
-    if not config.rehash and info_path.is_file() and part.is_file():
-        if json.loads(info_path.read_text(encoding="utf-8")).get("key") == json.loads(json.dumps(key)):
-            return pq.read_table(part, schema=hashing.HASHES_SCHEMA), True
-    info_path.unlink(missing_ok=True)  # the marker goes first, so a crash below leaves no stale pair
-    paths = sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet"))
+    cached = workspace.parts(HASH_TABLE, unit)
+    if not config.rehash and info is not None and cached and info.get("key") == json.loads(json.dumps(key)):
+        return pq.read_table(cached[0], schema=hashing.HASHES_SCHEMA), True
+    paths = workspace.parts("faces", unit)
     ids: list[list[str]] = []
 
     def crops():  # part by part: the next part is read while the workers hash this one
@@ -144,17 +150,26 @@ def unit_hashes(workspace: Workspace, unit: str, config: DedupeConfig,
     batches = hashing.hash_parts(crops(), workers=config.workers, total=total)
     tables = [batch.table(ids[k]) for k, batch in enumerate(batches)]  # part k has been read when batch k comes
     table = pa.concat_tables(tables) if tables else hashing.HASHES_SCHEMA.empty_table()
-    write_parquet_atomic(table, part)
-    write_json_atomic({"key": key, "rows": table.num_rows}, info_path)
+    # the info goes first and comes back last (Workspace.write_unit), so a crash leaves no stale pair
+    workspace.write_unit(HASH_TABLE, unit, table, {"key": key, "rows": table.num_rows})
     return table, False
 
 
 # -- the stage ---------------------------------------------------------------------------------------------------------
 
-def _live_units(workspace: Workspace) -> list[str]:
+def _live_units(workspace: Workspace, report: DedupeReport) -> list[str]:
+    """The faces units to judge. Dedupe reads only the faces table: a faces unit whose images unit was re-ingested
+    since its faces were made (``--no-faces``) is said to be out of date, from the images listing the faces stage
+    recorded in its `_unit.json`; the faces stage drops its orphans on its next run."""
     faces = workspace.units("faces")
     images = set(workspace.units("images"))
-    return [u for u in faces if u in images] if images else faces
+    live = [u for u in faces if u in images] if images else faces
+    for unit in live:
+        made_on = (workspace.unit_info("faces", unit) or {}).get("images_listing")
+        if made_on is not None and made_on != digest(workspace.listing("images", [unit])):
+            report.warnings.append(f"the faces of {unit_label(unit)} are older than its images (ingested "
+                                   f"again since): run `fusekit faces` first, or its old faces take part")
+    return live
 
 
 def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> DedupeReport:
@@ -162,7 +177,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     workspace.ensure()
     report = DedupeReport()
     t0 = time.perf_counter()
-    units = _live_units(workspace)
+    units = _live_units(workspace, report)
     faces_read = digest(workspace.listing("faces"))  # balance compares: decisions made on other faces are stale
     metas, hashes = [], []
     for unit in units:
@@ -177,7 +192,6 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
         hashes.append(table.take(index))
     meta = pa.concat_tables(metas) if metas else FACES_SCHEMA.empty_table().select(META_COLUMNS)
     hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
-    meta, hashed = _drop_orphans(workspace, meta, hashed)
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
     decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
     decisions = _apply_reviews(workspace, decisions, report)
@@ -206,19 +220,6 @@ def _apply_reviews(workspace: Workspace, decisions: pa.Table, report: DedupeRepo
     report.review = sum(r["decision"] == "review" for r in rows)
     report.dropped = Counter(str(r["reason"]) for r in rows if r["decision"] == "drop")
     return pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA)
-
-
-def _drop_orphans(workspace: Workspace, meta: pa.Table, hashed: hashing.HashBatch):
-    """Faces whose images row is gone (a re-ingest) are ignored; the faces stage removes them on its next run."""
-    if not workspace.units("images") or not meta.num_rows:
-        return meta, hashed
-    image_ids = workspace.read("images", pa.schema([("id", pa.string())]), columns=["id"]).column("id")
-    live = pc.is_in(meta.column("image_id"), value_set=image_ids).to_numpy(zero_copy_only=False)
-    if live.all():
-        return meta, hashed
-    keep = np.flatnonzero(live)
-    fields = hashing.HashBatch.__dataclass_fields__
-    return meta.take(keep), hashing.HashBatch(*[getattr(hashed, f)[keep] for f in fields])
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -264,18 +265,15 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
 
 
 def _conflicting_pictures(workspace: Workspace, units: list[str]) -> dict[str, list[str]]:
-    """Pictures the crawl found under two or more emotions (``extra.label_conflict``), with those emotions: their
-    faces carry one label (the first found), but the picture is a label conflict like a group with two labels."""
+    """Pictures the crawl found under two or more emotions, with those emotions (the faces stage copies them into
+    the faces rows' ``labels``): their faces carry one label (the first found), but the picture is a label conflict
+    like a group with two labels."""
     found: dict[str, list[str]] = {}
-    with_images = set(workspace.units("images"))
-    for unit in (u for u in units if u in with_images):
-        images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "extra"])
-        extra = images.column("extra")
-        hits = images.filter(pc.fill_null(pc.match_substring(extra, '"label_conflict":true'), False))
-        for image_id, text in zip(hits.column("id").to_pylist(), hits.column("extra").to_pylist()):
-            data = json.loads(text)
-            if data.get("label_conflict"):
-                found[image_id] = list(data.get("labels") or [])
+    for unit in units:
+        faces = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=["image_id", "labels"])
+        flagged = faces.filter(pc.is_valid(faces.column("labels")))
+        for image_id, labels in zip(flagged.column("image_id").to_pylist(), flagged.column("labels").to_pylist()):
+            found[image_id] = list(labels)
     return found
 
 
@@ -440,11 +438,6 @@ def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, repo
     return table.take(pc.sort_indices(table, [("face_id", "ascending")]))
 
 
-def flag_kind(flag: str) -> str:
-    """``near_duplicate_of:<id>`` -> ``near_duplicate_of``; other flags are their own kind."""
-    return flag.split(":", 1)[0]
-
-
 def _count_test_flags(report: DedupeReport, datasets: np.ndarray, is_test: np.ndarray,
                       flags: list[list[str]]) -> None:
     members: Counter[str] = Counter()
@@ -503,11 +496,6 @@ def _pair_matrix(comp: np.ndarray, datasets: np.ndarray) -> dict[str, dict[str, 
 
 def _write(workspace: Workspace, decisions: pa.Table, config: DedupeConfig, report: DedupeReport,
            faces_read: str) -> None:
-    folder = workspace.unit_dir("decisions", UNIT)
-    write_parquet_atomic(decisions, folder / "part-00000.parquet")
-    for stale in folder.glob("part-*.parquet"):
-        if stale.name != "part-00000.parquet":
-            stale.unlink()
     info = {"stage": "dedupe", "config": asdict(config), "hash_version": hashing.HASH_VERSION,
             "faces": faces_read, "report": report.to_json()}
-    write_json_atomic(info, folder / "_unit.json")
+    workspace.write_unit("decisions", UNIT, decisions, info)

@@ -8,6 +8,7 @@ upright coordinates. Every failure is a ``Rejected`` with a reason from ``record
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,8 +91,9 @@ def to_rgb(image: Image.Image) -> Decoded:
     """An opened Pillow image (any mode) -> upright ``Decoded``."""
     try:
         image = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a damaged EXIF block must not lose the picture; keep it as stored
-        pass
+    except Exception as exc:  # noqa: BLE001 - a damaged EXIF block must not lose the picture; keep it as stored
+        # not silent: the picture is used as stored, which may be turned; say so where logs are read
+        logging.getLogger(__name__).debug("EXIF orientation not applied (%s: %s)", type(exc).__name__, exc)
     mode = image.mode
     grey = mode in GREY_MODES
     if mode in ("P", "PA"):

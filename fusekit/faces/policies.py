@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from fusekit.config import FromMapping
 from fusekit.errors import ConfigError
 from fusekit.faces.align import crop_square
 from fusekit.faces.detect import MIN_VIEW, PYRAMID_FACTOR, WORK_FACE, Detection
@@ -86,7 +87,7 @@ DEFAULTS: dict[str, PolicySettings] = {
 
 
 @dataclass(frozen=True)
-class FacesConfig:
+class FacesConfig(FromMapping):
     """What `fusekit faces` was asked to do.
 
     ``policies`` overrides settings per policy (``{"full_frame": {"min_face": 60}}``); ``dataset_policies`` chooses
@@ -101,8 +102,13 @@ class FacesConfig:
     min_face: int | None = None
     policies: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_policies: dict[str, str] = field(default_factory=dict)
+    runner: str = "local"  # where chunks run: this process / local processes, or "ray" (fusekit.distribute_ray)
+    address: str | None = None  # the Ray cluster for runner "ray" (None: $RAY_ADDRESS, else a local Ray)
 
     def __post_init__(self) -> None:
+        from fusekit.distribute_ray import check_runner
+
+        check_runner(self.runner)
         if not 16 <= self.size <= 1024:
             raise ConfigError(f"--size must be between 16 and 1024 px, got {self.size}")
         if self.workers < 0:

@@ -7,9 +7,10 @@ left alone, so a rerun does nothing. Otherwise a new unit is staged: the results
 by part, the pending rows are processed in chunks of ``chunk_size`` images, each chunk written as one part, and the
 unit is swapped in when every part exists. A killed run finds its finished parts and goes on from there.
 
-The work on a chunk (``process_chunk``) is a pure function of its rows; it runs in this process or in spawned worker
-processes that each hold one MTCNN. Memory stays bounded: a unit is streamed part by part, a chunk is decoded in
-batches, and at most ``workers + 1`` chunks are in flight.
+The work on a chunk (``process_chunk``) is a pure function of its rows; ``fusekit.runner.run_parts`` runs it in this
+process or in spawned worker processes that each hold one MTCNN, skips the parts already written and writes each
+through the staging. Memory stays bounded: a unit is streamed part by part, a chunk is decoded in batches, and at
+most ``workers + 1`` chunks are in flight.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import logging
 import os
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from typing import Any, Iterator
+from functools import partial
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from fusekit import __version__
@@ -37,8 +40,10 @@ from fusekit.faces.detect import FaceDetector, mtcnn_version
 from fusekit.faces.pipeline import AlignedFace, Item, Outcome, analyse
 from fusekit.faces.policies import AUTO, POLICIES, FacesConfig, PolicySettings
 from fusekit.imageio import Rejected
+from fusekit.manifests import FACE_POLICIES
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA, dumps_extra
-from fusekit.workspace import Staging, Workspace, digest
+from fusekit.runner import Distributor, Part, in_process, local_processes, run_parts
+from fusekit.workspace import Unit, Workspace, digest, unit_label, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +53,8 @@ STAGING = "@faces"  # .staging/@faces/<unit>: apart from ingest's .staging/<unit
 RETRY = {"missing_file", "unreadable", "source_changed", "detector_error"}  # rejects a rerun tries again
 AUTO_WORKERS_MIN_IMAGES = 4000  # below this, starting processes (TensorFlow each) costs more than it saves
 IMAGE_COLUMNS = ["id", "dataset", "variant", "source_path", "source_row", "image", "split", "subject", "group",
-                 "raw_label", "label", "label_id", "label_source", "sha256", "face_box", "terms"]
-CARRIED = ("image_id", "extra", "size")
+                 "raw_label", "label", "label_id", "label_source", "sha256", "face_box", "terms", "extra"]
+CARRIED = ("image_id", "extra", "size", "labels")
 
 
 # -- report -------------------------------------------------------------------------------------------------------------
@@ -113,31 +118,38 @@ class FacesReport:
     def nothing_to_do(self) -> bool:
         return all(u.up_to_date for u in self.units) and not self.removed_units
 
+    def render(self) -> str:
+        """`fusekit faces` summary: per images unit, faces found, aligned, kept unaligned, rejected."""
+        from fusekit.faces.summary import render_report
+
+        return render_report(self)
+
 
 # -- which policy a unit gets ---------------------------------------------------------------------------------------------
 
 
-def policy_for(dataset: str, variant: str, config: FacesConfig) -> str:
-    """The face policy for an images unit: the user's override, else the manifest variant's ``face_policy``."""
-    for key in (f"{dataset}/{variant}", dataset):
+def policy_for(info: dict[str, Any], config: FacesConfig) -> str:
+    """The face policy for an images unit: the user's override, else the one its source recorded in `_unit.json`."""
+    for key in (f"{info.get('dataset')}/{info.get('variant')}", info.get("dataset")):
         if key in config.dataset_policies:
             return config.dataset_policies[key]
-    return manifest_policy(dataset, variant)
+    return recorded_policy(info)
 
 
-def manifest_policy(dataset: str, variant: str) -> str:
-    """The manifest variant's ``face_policy`` for an images unit (``crawled`` for the crawl)."""
-    if dataset == "crawl":
-        return "crawled"
-    from fusekit.manifests import resolve
-    from fusekit.errors import UserError
+def recorded_policy(info: dict[str, Any]) -> str:
+    """The face policy an images unit's `_unit.json` records (ingest and crawl write it from the unit's manifest).
 
-    try:
-        manifest = resolve("folder" if variant == "classfolders" else dataset)
-        return manifest.variant(variant).face_policy
-    except UserError:
-        log.warning("no manifest variant for %s/%s: using the full_frame face policy", dataset, variant)
-        return "full_frame"
+    A unit written before fusekit recorded it names its manifest (``manifest``; else its dataset is the manifest's
+    name), whose variant says it."""
+    if info.get("face_policy") in FACE_POLICIES:
+        return str(info["face_policy"])
+    from fusekit.manifests import known_manifests
+
+    manifest = known_manifests().get(info.get("manifest") or info.get("dataset") or "")
+    if manifest is not None and info.get("variant") in manifest.variants:
+        return manifest.variants[info["variant"]].face_policy
+    log.warning("no face policy recorded for %s/%s: using full_frame", info.get("dataset"), info.get("variant"))
+    return "full_frame"
 
 
 # A unit whose manifest says ``auto`` (class folders: any dataset fusekit has no module for) gets ``precropped`` when
@@ -239,7 +251,18 @@ def _face_row(row: dict[str, Any], index: int, face: AlignedFace, outcome: Outco
         "detector": outcome.detector,
         "extra": dumps_extra({"image_sha256": row.get("sha256"), "detections": outcome.found,
                               "faces_in_image": len(outcome.faces), "crop": CROP_VERSION}),
+        "labels": conflict_labels(row.get("extra")),
     }
+
+
+def conflict_labels(extra: str | None) -> list[str] | None:
+    """The labels of a picture its source gave several (images.extra ``label_conflict``: the crawl found it under
+    two emotions' keywords and kept the first as ``label``), or None. Copied into the faces rows, so dedupe counts
+    the conflict without reading `images`."""
+    if not extra or '"label_conflict"' not in extra:
+        return None
+    data = json.loads(extra)
+    return [str(label) for label in data.get("labels") or []] if data.get("label_conflict") else None
 
 
 def _resolution(face: AlignedFace, picture: Decoded, ctx: UnitContext) -> float:
@@ -316,40 +339,12 @@ def _init_worker(threads: int) -> None:
     _WORKER["detector"] = MtcnnDetector()
 
 
-def _work(rows: list[dict[str, Any]], ctx: UnitContext) -> tuple[pa.Table, pa.Table]:
-    return process_chunk(rows, ctx, _WORKER["detector"])
-
-
-# -- staging apart from ingest's ---------------------------------------------------------------------------------------
-
-
-def _staging_root(workspace: Workspace):  # type: ignore[no-untyped-def]
-    return workspace.staging / STAGING
-
-
-def recover(workspace: Workspace) -> None:
-    """Finish a faces unit swap that a crash interrupted (the twin of ``Workspace.recover``)."""
-    root = _staging_root(workspace)
-    if root.is_dir():
-        for path in sorted(root.iterdir()):
-            if (path / "_COMPLETE").is_file():
-                Staging(workspace, path.name, path).commit()
-
-
-def _stage(workspace: Workspace, unit: str, fingerprint: dict[str, Any]) -> Staging:
-    # Workspace.stage's resume rule (same fingerprint, not yet complete) in .staging/@faces/<unit>; the Staging it
-    # returns is rebuilt so that it names the faces unit, which is what its commit swaps into tables/.
-    staged = workspace.stage(f"{STAGING}/{unit}", fingerprint)
-    return Staging(workspace, unit, staged.path)
-
-
 # -- planning a unit ------------------------------------------------------------------------------------------------------
 
 
 def _part_files(workspace: Workspace, table: str, unit: str) -> dict[int, str]:
-    folder = workspace.unit_dir(table, unit)
     found = {}
-    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+    for path in workspace.parts(table, unit):
         try:
             found[int(path.stem.split("-")[1])] = str(path)
         except (IndexError, ValueError):
@@ -374,9 +369,13 @@ class _Plan:
 
 
 def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
-    images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "sha256"])
+    images = workspace.read("images", IMAGES_SCHEMA, units=[unit], columns=["id", "sha256", "extra"])
     order = images.column("id").to_pylist()
     sha = dict(zip(order, images.column("sha256").to_pylist()))
+    # a picture the crawl has since found under another emotion is redone, so its faces rows carry the conflict
+    flagged = images.filter(pc.fill_null(pc.match_substring(images.column("extra"), '"label_conflict"'), False))
+    conflicts = {i: conflict_labels(e) for i, e in zip(flagged.column("id").to_pylist(),
+                                                       flagged.column("extra").to_pylist())}
     faces_parts = _part_files(workspace, FACES, unit)
     reject_parts = _part_files(workspace, REJECTS, unit)
     exists = unit in workspace.units(FACES) or unit in workspace.units(REJECTS)
@@ -384,14 +383,17 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
     plan = _Plan([], set(), set(), [], exists, listing=listing)
     face_rows: list[tuple[str, bool]] = []
     for path in faces_parts.values():
-        table = pq.read_table(path, columns=list(CARRIED))
-        columns = [table.column(c).to_pylist() for c in CARRIED]
-        for image_id, extra, crop_size in zip(*columns):
-            # a result is current while its picture is unchanged and its crop has the size and framing asked for
+        table = pq.read_table(path, columns=[c for c in CARRIED if c in pq.read_schema(path).names])
+        # parts written before the labels column hold no conflicts
+        columns = [table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
+                   for c in CARRIED]
+        for image_id, extra, crop_size, labels in zip(*columns):
+            # a result is current while its picture is unchanged, its crop has the size and framing asked for and
+            # it carries the picture's label conflict as it is now
             facts = json.loads(extra) if extra else {}
             recorded = facts.get("image_sha256")
             same = (image_id in sha and (recorded is None or recorded == sha[image_id]) and crop_size == size
-                    and facts.get("crop") == CROP_VERSION)
+                    and facts.get("crop") == CROP_VERSION and labels == conflicts.get(image_id))
             face_rows.append((image_id, same))
     current: dict[str, bool] = {}
     for image_id, ok in face_rows:  # an image's faces are kept or redone together
@@ -423,7 +425,7 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
 def _pending_rows(workspace: Workspace, unit: str, pending: set[str], chunk_size: int) -> Iterator[list[dict[str, Any]]]:
     """The pending `images` rows of ``unit`` in table order, in chunks; one images part in memory at a time."""
     chunk: list[dict[str, Any]] = []
-    for path in sorted(workspace.unit_dir("images", unit).glob("part-*.parquet")):
+    for path in workspace.parts("images", unit):
         parquet = pq.ParquetFile(path)
         for batch in parquet.iter_batches(batch_size=512, columns=IMAGE_COLUMNS):
             ids = batch.column(0).to_pylist()
@@ -460,21 +462,30 @@ def _add(report: UnitReport, stats: dict[str, Any]) -> None:
     report.rejects.update(stats["rejects"])
 
 
-# -- the runner ---------------------------------------------------------------------------------------------------------
+# -- where chunks run ----------------------------------------------------------------------------------------------------
 
 
-class _Runner:
-    """Runs chunks here or in a process pool; ``submit`` blocks while ``workers + 1`` chunks are in flight."""
+def _tables(rows: list[dict[str, Any]], ctx: UnitContext, detector: FaceDetector) -> dict[str, pa.Table]:
+    faces, rejects = process_chunk(rows, ctx, detector)
+    return {FACES: faces, REJECTS: rejects}
 
-    def __init__(self, workers: int, detector: FaceDetector | None) -> None:
-        self.workers = workers
-        self.detector = detector
-        self.pool: ProcessPoolExecutor | None = None
-        self.pending: dict[Future, tuple[int, int]] = {}
-        if workers > 1:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            self.pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                                            initargs=(threads,))
+
+def _work_tables(rows: list[dict[str, Any]], ctx: UnitContext) -> dict[str, pa.Table]:
+    """The worker of one chunk in a pool process or a Ray worker (its MTCNN loaded once per process: by the pool's
+    ``_init_worker``, or here on a Ray worker's first part)."""
+    if "detector" not in _WORKER:
+        _init_worker(1)
+    return _tables(rows, ctx, _WORKER["detector"])
+
+
+@dataclass
+class _Work:
+    """Where the chunks run: this process with one detector, or ``fusekit.runner``'s local processes that each
+    hold one MTCNN (``distribute``); the pool lives across units, so each worker loads its detector once."""
+
+    distribute: Distributor
+    pooled: bool
+    detector: FaceDetector | None = None
 
     def local_detector(self) -> FaceDetector:
         if self.detector is None:
@@ -483,28 +494,27 @@ class _Runner:
             self.detector = shared_detector()
         return self.detector
 
-    def run(self, index: int, rows: list[dict[str, Any]], ctx: UnitContext) -> Iterator[tuple[int, int, Any]]:
-        """Start chunk ``index``; yields (index, n_rows, tables) of chunks that finished meanwhile."""
-        if self.pool is None:
-            yield index, len(rows), process_chunk(rows, ctx, self.local_detector())
-            return
-        self.pending[self.pool.submit(_work, rows, ctx)] = (index, len(rows))
-        while len(self.pending) > self.workers:
-            yield from self._collect(FIRST_COMPLETED)
+    def worker(self, ctx: UnitContext) -> Callable[[list[dict[str, Any]]], dict[str, pa.Table]]:
+        if self.pooled:
+            return partial(_work_tables, ctx=ctx)
+        return partial(_tables, ctx=ctx, detector=self.local_detector())
 
-    def drain(self) -> Iterator[tuple[int, int, Any]]:
-        while self.pending:
-            yield from self._collect(FIRST_COMPLETED)
 
-    def _collect(self, how: str) -> Iterator[tuple[int, int, Any]]:
-        done, _ = wait(list(self.pending), return_when=how)
-        for future in sorted(done, key=lambda f: self.pending[f][0]):
-            index, n = self.pending.pop(future)
-            yield index, n, future.result()
+@contextmanager
+def _workers(workers: int, detector: FaceDetector | None, config: FacesConfig) -> Iterator[_Work]:
+    if config.runner == "ray" and detector is None:
+        from fusekit.distribute_ray import ray_tasks
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        with ray_tasks(config.address) as distribute:
+            yield _Work(distribute, True)
+        return
+    if workers <= 1:
+        yield _Work(in_process, False, detector)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # fresh (spawned) workers: each loads TensorFlow and its MTCNN itself
+    with local_processes(workers, fresh=True, initializer=_init_worker, initargs=(threads,)) as distribute:
+        yield _Work(distribute, True, detector)
 
 
 def _auto_workers(config: FacesConfig, pending: int) -> int:
@@ -524,8 +534,7 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     """
     config = config or FacesConfig()
     started = time.perf_counter()
-    workspace.ensure()
-    recover(workspace)
+    workspace.ensure()  # finishes a swap a crash interrupted, the faces stage's own included
     report = FacesReport()
     available = workspace.units("images")
     if units is None:
@@ -543,52 +552,59 @@ def run_faces(workspace: Workspace, config: FacesConfig | None = None, units: li
     total = sum(len(plan.pending) for _, plan in plans)
     workers = 1 if detector is not None else _auto_workers(config, total)
     report.workers = workers
-    runner = _Runner(workers, detector) if total else None
-    try:
+    with _workers(workers, detector, config) as work:
         for unit, plan in plans:
-            report.units.append(_run_unit(workspace, unit, plan, config, runner))
-    finally:
-        if runner is not None:
-            runner.close()
+            report.units.append(_run_unit(workspace, unit, plan, config, work if total else None))
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _note_images_listing(workspace: Workspace, unit: str) -> None:
+    """An up-to-date unit whose images parts were rewritten without a change that concerns faces (the crawl adds a
+    provenance record to a known picture): its `_unit.json` now names the images as they are, so that dedupe does
+    not call its faces out of date."""
+    info = workspace.unit_info(FACES, unit)
+    listing = digest(workspace.listing("images", [unit]))
+    if info is not None and info.get("images_listing") not in (None, listing):
+        write_json_atomic({**info, "images_listing": listing}, workspace.unit_dir(FACES, unit) / "_unit.json")
+
+
 def _resolve_unit(name: str, available: list[str]) -> str:
-    key = name.replace("/", "--")
+    key = str(Unit.parse(name)) if "/" in name else name
     if key in available:
         return key
-    matches = [u for u in available if u.split("--", 1)[0] == key]
+    matches = [u for u in available if Unit.parse(u).dataset == key]
     if len(matches) == 1:
         return matches[0]
-    held = ", ".join(u.replace("--", "/") for u in available) or "nothing"
+    held = ", ".join(unit_label(u) for u in available) or "nothing"
     if matches:
         raise ConfigError(f"{name} has several variants in the workspace ({', '.join(matches)}); name one")
     raise ConfigError(f"{name} is not in the workspace's images (it holds {held})")
 
 
-def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, runner: _Runner | None) -> UnitReport:
+def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig, work: _Work | None) -> UnitReport:
     started = time.perf_counter()
     info = workspace.unit_info("images", unit) or {}
-    dataset, _, variant = unit.partition("--")
-    dataset = info.get("dataset", dataset)
-    variant = info.get("variant", variant)
-    policy, reason = policy_for(dataset, variant, config), ""
-    benchmark_crops = policy == "precropped" and manifest_policy(dataset, variant) == "precropped"
+    parsed = Unit.parse(unit)
+    info = {"dataset": parsed.dataset, "variant": parsed.variant, **info}
+    dataset, variant = info["dataset"], info["variant"]
+    policy, reason = policy_for(info, config), ""
+    benchmark_crops = policy == "precropped" and recorded_policy(info) == "precropped"
     if policy == AUTO:
         recorded = workspace.unit_info(FACES, unit) or {}
         carried = plan.keep_faces or plan.keep_rejects
         if recorded.get("policy") in POLICIES and (carried or not plan.pending):
             # results made with a policy are carried: new rows get the same one (one policy per unit)
             policy, reason = recorded["policy"], recorded.get("policy_reason", "")
-        elif runner is not None:
-            policy, reason = choose_policy(workspace, unit, config, runner.local_detector(), info.get("source_root"))
+        elif work is not None:
+            policy, reason = choose_policy(workspace, unit, config, work.local_detector(), info.get("source_root"))
         else:
             policy, reason = "full_frame", "auto: nothing to look at"
     report = UnitReport(unit, dataset, variant, policy, reason)
     report.carried = len(plan.keep_faces) + len(plan.keep_rejects)
     report.orphans = plan.orphans
     if plan.up_to_date:
+        _note_images_listing(workspace, unit)
         report.up_to_date = True
         report.seconds = time.perf_counter() - started
         return report
@@ -608,7 +624,8 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         "mtcnn": mtcnn_version(),
         "fusekit": __version__,
     }
-    staging = _stage(workspace, unit, fingerprint)
+    # .staging/@faces/<unit>: apart from ingest's staging of the same unit name; the swap goes to tables/faces/<unit>
+    staging = workspace.stage(unit, fingerprint, area=STAGING)
     old_faces = _part_files(workspace, FACES, unit)
     old_rejects = _part_files(workspace, REJECTS, unit)
     for index, old in enumerate(plan.old_parts):
@@ -617,7 +634,7 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         else:
             tables = {}
             if old in old_faces:
-                table = pq.read_table(old_faces[old], schema=FACES_SCHEMA)
+                table = ds.dataset(old_faces[old], schema=FACES_SCHEMA).to_table()  # an older part: labels null
                 keep = [i in plan.keep_faces for i in table.column("image_id").to_pylist()]
                 tables[FACES] = table.filter(pa.array(keep, type=pa.bool_()))
             if old in old_rejects:
@@ -629,29 +646,18 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
     first = len(plan.old_parts)
     from fusekit import progress
 
-    def finished(index: int, n: int, tables: tuple[pa.Table, pa.Table]) -> None:
-        faces, rejects = tables
-        stats = _stats(faces, rejects, n)
-        staging.write_part(index, {FACES: faces, REJECTS: rejects}, stats)
+    def account(part: Part, stats: dict[str, Any], resumed: bool) -> None:
+        report.parts += 1
+        report.resumed_parts += resumed
         _add(report, stats)
-        bar.update(n)
+        bar.update(part.size)
 
     with progress.bar(len(pending), f"faces {unit}") as bar:
-        for offset, rows in enumerate(_pending_rows(workspace, unit, set(plan.pending), config.chunk_size)):
-            index = first + offset
-            report.parts += 1
-            if staging.is_done(index):
-                stats = staging.done_stats(index)
-                _add(report, stats)
-                report.resumed_parts += 1
-                bar.update(len(rows))
-                continue
-            assert runner is not None
-            for done in runner.run(index, rows, ctx):
-                finished(*done)
-        if runner is not None:
-            for done in runner.drain():
-                finished(*done)
+        parts = (Part(first + offset, rows, len(rows))
+                 for offset, rows in enumerate(_pending_rows(workspace, unit, set(plan.pending), config.chunk_size)))
+        if work is not None:
+            run_parts(parts, work.worker(ctx), staging, account=account, distribute=work.distribute,
+                      stats=lambda part, tables: _stats(tables[FACES], tables[REJECTS], part.size))
     staging.finish({
         "images_unit": unit,
         "dataset": dataset,
@@ -663,6 +669,9 @@ def _run_unit(workspace: Workspace, unit: str, plan: _Plan, config: FacesConfig,
         "detector": f"mtcnn {mtcnn_version()}",
         "images_processed": report.processed,
         "images_carried": report.carried,
+        # what dedupe and balance need of the source, copied from the images unit (ingest or crawl recorded it)
+        "source": {k: info.get(k) for k in ("manifest", "face_policy", "title", "terms", "citation")},
+        "images_listing": digest(workspace.listing("images", [unit])),  # dedupe: faces older than their images
         "fusekit": __version__,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }, TABLES)

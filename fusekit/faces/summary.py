@@ -1,12 +1,18 @@
-"""What the faces stage holds, per dataset, for `fusekit status` (reads only id and count columns)."""
+"""The faces stage's text: its report (``FacesReport.render``) and what it holds per dataset for `fusekit status`
+(reads only id and count columns)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from fusekit.text import reasons as _reasons
 from fusekit.records import FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
-from fusekit.workspace import Workspace
+from fusekit.workspace import Workspace, unit_label
+
+if TYPE_CHECKING:  # the report's module loads the detector's dependencies; its type is all this needs
+    from fusekit.faces.stage import FacesReport
 
 
 @dataclass
@@ -57,10 +63,6 @@ def counts(workspace: Workspace) -> list[FaceCounts]:
     return [result[k] for k in sorted(result)]
 
 
-def _reasons(counter: Counter[str]) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 def status_lines(workspace: Workspace) -> list[str]:
     """One line per dataset: faces found, aligned, kept unaligned, rejected, and images not processed yet."""
     entries = counts(workspace)
@@ -79,3 +81,46 @@ def status_lines(workspace: Workspace) -> list[str]:
             text += f"; {e.pending:,} images not processed yet (run `fusekit faces`)"
         lines.append(text)
     return lines
+
+
+NO_FACE_WARN = 0.05  # a unit losing more than this share to no_face is told which flag would keep them
+
+
+def render_report(report: FacesReport) -> str:
+    """`fusekit faces` summary: per images unit, faces found, aligned, kept unaligned, rejected."""
+    if not report.units and not report.removed_units:
+        return "faces: no images in the workspace yet"
+    lines = []
+    for unit in report.units:
+        name = f"{unit.dataset}/{unit.variant}"
+        if unit.up_to_date:
+            lines.append(f"faces {name}: up to date ({unit.carried:,} images done earlier)")
+            continue
+        unaligned = sum(unit.unaligned.values())
+        text = (f"faces {name} [{unit.policy}]: {unit.processed:,} images -> {unit.faces:,} faces, "
+                f"{unit.aligned:,} aligned, {unaligned:,} kept unaligned"
+                + (f" ({_reasons(unit.unaligned)})" if unaligned else "")
+                + f", {unit.rejected:,} rejected" + (f" ({_reasons(unit.rejects)})" if unit.rejects else "")
+                + f", {unit.seconds:.1f} s")
+        extras = []
+        if unit.carried:
+            extras.append(f"{unit.carried:,} images kept from earlier runs")
+        if unit.orphans:
+            extras.append(f"{unit.orphans:,} orphaned results removed")
+        if unit.resumed_parts:
+            extras.append(f"resumed {unit.resumed_parts} of {unit.parts} parts")
+        lines.append(text + (f"; {', '.join(extras)}" if extras else ""))
+        if unit.policy_reason:
+            lines.append(f"  policy {unit.policy}: {unit.policy_reason}")
+        no_face = unit.rejects.get("no_face", 0)
+        if unit.processed and no_face > NO_FACE_WARN * unit.processed:
+            lines.append(f"  warning: {no_face:,} of {unit.processed:,} images ({no_face / unit.processed:.0%}) had no face "
+                         f"under the {unit.policy} policy; if they are face crops, "
+                         f"`fusekit faces --policy {unit.dataset}=precropped` keeps them")
+    for unit in report.removed_units:
+        lines.append(f"faces {unit_label(unit)}: removed (its images are gone from the workspace)")
+    if report.nothing_to_do:
+        lines.append("faces: nothing new to do")
+    elif report.workers > 1:
+        lines.append(f"faces: {report.workers} worker processes, {report.seconds:.1f} s")
+    return "\n".join(lines)

@@ -121,7 +121,7 @@ def lines(x: Sequence[float], series: Sequence[tuple[str, Sequence[float | None]
         parts.append(f'<text x="{_n(px(t))}" y="{top + plot_h + 14}" {FONT} text-anchor="middle">{t:g}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 4}" {FONT} text-anchor="middle">'
                  f'{escape(x_label)}</text>')
-    for j, (name, vs) in enumerate(series):
+    for j, (_name, vs) in enumerate(series):
         colour = PALETTE[j % len(PALETTE)]
         points = [(px(a), py(b)) for a, b in zip(x, vs) if b is not None]
         if len(points) > 1:

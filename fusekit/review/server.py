@@ -65,7 +65,7 @@ class Thumbnails:
 
 
 def _queue_rows(workspace: Workspace) -> list[dict[str, Any]]:
-    from fusekit.audit.stage import read_queue
+    from fusekit.reviews import read_queue
 
     rows = read_queue(workspace).to_pylist()
     for row in rows:

@@ -15,6 +15,7 @@ not name is ``unlabelled``, a row whose file is absent ``missing_file``, a file 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from collections import Counter
@@ -236,10 +237,8 @@ class ClassFolders(FolderSource):
         for path in [labels.path, metadata_file(self.root)]:
             if path is None:
                 continue
-            try:
+            with contextlib.suppress(ValueError):  # a label file outside the tree is not one of its files
                 own.add(path.resolve().relative_to(self.root.resolve()).as_posix())
-            except ValueError:
-                pass
         return own
 
     def _listed_records(self, labels: LabelFile) -> Iterator[Record]:

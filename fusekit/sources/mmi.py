@@ -501,7 +501,7 @@ class MmiSessions(Source):
         if len(others) == 1:  # another sample's XML is used only when it is the session's only one
             candidates.append((others[0], *self._xml(session, others[0])))
         seen_tags: list[str] = []
-        for name, root, problem in candidates:
+        for name, root, _problem in candidates:
             if root is None:
                 continue
             values, tags = emotion_values(root)

@@ -362,7 +362,7 @@ class RafdbKaggle(Source):
         for rel in walk(data):
             path = f"{base}/{rel}" if base else rel
             yield self._file(rel, path, labels, bool(csvs), counts, seen)
-        for key, entry in sorted(labels.items(), key=lambda item: (item[1].path, item[1].row)):
+        for _key, entry in sorted(labels.items(), key=lambda item: (item[1].path, item[1].row)):
             if not entry.used:
                 yield Record(key=f"{entry.path}#row{entry.row}", path=entry.path, row=entry.row, raw_label=entry.label,
                              reject="missing_file",

@@ -318,7 +318,7 @@ class InputPipeline:
         exact = self.shards.image_size(split) == spec.size
         need = rows * spec.size * spec.size * spec.channels * (1 if exact else 4)
         cache = None
-        if 0 < rows and need <= spec.cache_bytes:
+        if rows > 0 and need <= spec.cache_bytes:
             images = _tf_decode_all(iter_rows(files), spec.size, spec.channels, np.uint8 if exact else np.float32)
             if len(images) == rows:
                 cache = images
@@ -329,11 +329,10 @@ class InputPipeline:
 
     def _get_pool(self):
         if self._pool is None and self.spec.workers > 0:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from fusekit.runner import process_pool
 
-            # spawn, not fork: JAX and PyTorch hold threads that fork would copy in an unusable state
-            self._pool = ProcessPoolExecutor(self.spec.workers, mp_context=multiprocessing.get_context("spawn"))
+            # fresh (spawn), not fork: JAX and PyTorch hold threads that fork would copy in an unusable state
+            self._pool = process_pool(self.spec.workers, fresh=True)
         return self._pool
 
     def close(self) -> None:
@@ -363,10 +362,7 @@ class _ProcessBatches:
     def __iter__(self):
         spec = self.spec
         args = (spec.size, spec.channels, self.aug, spec.seed, self.epoch)
-        if self.pool is None:
-            results = (decode_batch(chunk, *args) for chunk in self._chunks())
-        else:
-            results = self._ahead(args)
+        results = (decode_batch(chunk, *args) for chunk in self._chunks()) if self.pool is None else self._ahead(args)
         for x, y in results:
             xf = x.astype(np.float32) * np.float32(1 / 255)
             yield (xf, y) if self.weights is None else (xf, y, self.weights[y])

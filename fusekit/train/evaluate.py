@@ -343,7 +343,7 @@ def _csv(path: Path, rows) -> Path:
 
 def render_eval(report: EvalReport) -> str:
     """The printed report: headline metrics, per class, per source, where the files are."""
-    from fusekit.render import table
+    from fusekit.text import table
 
     m = report.metrics
     clean = report.without_flagged or m

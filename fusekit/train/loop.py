@@ -78,6 +78,19 @@ def cpu_has_bfloat16() -> bool:
     return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
 
 
+def _auto_policy(backend: str, gpus: int, capability: float) -> str:
+    """float16 with loss scaling needs tensor cores (7.0+); bfloat16 (8.0+) needs no loss scaling on JAX/torch.
+    On a CPU with bfloat16 instructions TensorFlow's oneDNN kernels train cnn2 about 1.6-2x faster in mixed_bfloat16
+    (benchmarks/bench_train_cpu.py) with the same loss curve; elsewhere float32."""
+    if gpus and capability >= 8.0 and backend != "tensorflow":
+        return "mixed_bfloat16"
+    if gpus and capability >= 7.0:
+        return "mixed_float16"
+    if not gpus and backend == "tensorflow" and cpu_has_bfloat16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def setup_devices(precision: str = "auto") -> Devices:
     """Distribution over the visible GPUs and the dtype policy, for the active Keras backend."""
     import keras
@@ -111,18 +124,7 @@ def setup_devices(precision: str = "auto") -> Devices:
             major, minor = torch.cuda.get_device_capability(0)
             capability = major + minor / 10
         gpus = min(gpus, 1)
-    policy = precision
-    if precision == "auto":
-        # float16 with loss scaling needs tensor cores (7.0+); bfloat16 (8.0+) needs no loss scaling on JAX/torch.
-        # On a CPU with bfloat16 instructions TensorFlow's oneDNN kernels train cnn2 about 1.6-2x faster in
-        # mixed_bfloat16 (benchmarks/bench_train_cpu.py) with the same loss curve; elsewhere float32.
-        policy = "float32"
-        if gpus and capability >= 8.0 and backend != "tensorflow":
-            policy = "mixed_bfloat16"
-        elif gpus and capability >= 7.0:
-            policy = "mixed_float16"
-        elif not gpus and backend == "tensorflow" and cpu_has_bfloat16():
-            policy = "mixed_bfloat16"
+    policy = _auto_policy(backend, gpus, capability) if precision == "auto" else precision
     keras.config.set_dtype_policy(policy)
     name = f"{gpus} GPU{'s' if gpus != 1 else ''} ({backend})" if gpus else f"CPU ({backend})"
     return Devices(backend, gpus, name, policy, scope)

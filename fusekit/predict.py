@@ -1,18 +1,20 @@
-"""`predict` (exported as `fusekit.train.predict`; the module is not named predict.py so that the package
-attribute stays the function): label the faces in a user's pictures with a trained run.
+"""`predict`: label the faces in a user's pictures with a trained run (`fusekit predict`).
 
-Faces are found and aligned exactly as the pipeline aligned the training faces (`fusekit.faces.detect_and_align`,
-imported only here so that training never loads the detector), to the dataset's face size, then converted to the
-model's input (size, grey or RGB) by the same code the process loader uses (`fusekit.train.decode.prepare`).
+It composes two stages, so it sits above them beside ``fusekit.api`` (the train stage reads shards only and never
+imports the faces stage): faces are found and aligned exactly as the pipeline aligned the training faces
+(`fusekit.faces.detect_and_align`) to the dataset's face size, then converted to the model's input (size, grey or
+RGB) by the same code the process loader uses (`fusekit.train.decode.prepare`).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from fusekit.errors import UserError
 
@@ -88,7 +90,7 @@ def predict(workspace, run: str | None, images: Sequence[str | Path], policy: st
 
 
 def render_predictions(predictions: Sequence[FacePrediction], top: int = 3) -> str:
-    from fusekit.render import table
+    from fusekit.text import table
 
     rows = []
     for p in predictions:
@@ -99,3 +101,52 @@ def render_predictions(predictions: Sequence[FacePrediction], top: int = 3) -> s
         box = "whole image" if p.box is None else "{:.0f},{:.0f} {:.0f}x{:.0f}".format(*p.box)
         rows.append([p.image, p.face, box, p.label, "  ".join(f"{k} {v:.3f}" for k, v in ranked)])
     return table(["image", "face", "box", "label", "probabilities"], rows)
+
+
+# -- a run's features, for `fusekit audit --run` (the audit stage takes them ready-made) -----------------------------
+
+class RunFeatures:
+    """The penultimate activations of a trained run's model, for `fusekit.audit.run_audit`'s ``extractor``."""
+
+    def __init__(self, workspace, run: str | None, checkpoint: str = "best") -> None:
+        import keras
+
+        from fusekit.train.evaluate import checkpoint_path, resolve_run
+        from fusekit.train.models import load_model
+        from fusekit.train.runs import workspace_root
+
+        found = resolve_run(workspace_root(workspace), run)
+        self.name = found.name
+        config = found.config()
+        self.size, self.channels = int(config["input_size"]), int(config["channels"])
+        model = load_model(checkpoint_path(found, checkpoint), compile=False)
+        try:
+            head = model.get_layer("predictions_dense")
+        except ValueError:  # not one of fusekit's heads: the layer before the last
+            head = model.layers[-1]
+        self.model = keras.Model(model.inputs, head.input)
+
+    @property
+    def description(self) -> str:
+        return f"run:{self.name}"
+
+    def __call__(self, crops: Iterable[bytes | None], batch_size: int = 256) -> np.ndarray:
+        import keras
+
+        from fusekit.train.decode import prepare
+
+        crops = list(crops)
+        chunks = []
+        for start in range(0, len(crops), batch_size):
+            images = []
+            for data in crops[start:start + batch_size]:
+                if data:
+                    with Image.open(io.BytesIO(data)) as img:
+                        images.append(prepare(img, self.size, self.channels))
+                else:
+                    images.append(np.zeros((self.size, self.size, self.channels), np.uint8))
+            batch = np.stack(images).astype(np.float32) / 255.0
+            chunks.append(np.asarray(keras.ops.convert_to_numpy(self.model.predict_on_batch(batch)), np.float32))
+        if not chunks:
+            return np.zeros((0, 0), np.float32)
+        return np.concatenate([c.reshape(len(c), -1) for c in chunks])
