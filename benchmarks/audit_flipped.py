@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusekit import api  # noqa: E402
 from fusekit.audit import AuditConfig  # noqa: E402
-from fusekit.audit.stage import read_queue  # noqa: E402
+from fusekit.reviews import read_queue  # noqa: E402
 from fusekit.records import DECISIONS_SCHEMA  # noqa: E402
 from fusekit.taxonomy import CLASS_ID, CLASSES  # noqa: E402
 from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic  # noqa: E402

@@ -252,7 +252,7 @@ def review(workspace: Workspace, host: str = "127.0.0.1", port: int = 0, echo: A
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
     require(workspace)
-    if not (workspace.unit_dir(reviews.QUEUE_TABLE, reviews.UNIT) / "part-00000.parquet").is_file():
+    if not workspace.parts(reviews.QUEUE_TABLE, reviews.UNIT):
         raise UserError(f"nothing to review in {workspace.root}: run `fusekit audit` first")
     serve(workspace, host=host, port=port, echo=echo)
 

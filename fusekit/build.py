@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import yaml
 
-from fusekit import __version__, locks, reviews
+from fusekit import __version__, locks
 from fusekit.errors import ConfigError, UserError
 from fusekit.sources.base import PATH_OPTIONS
 from fusekit.workspace import Workspace, digest, write_json_atomic
@@ -329,11 +329,9 @@ def steps(workspace: Workspace, recipe: Recipe, balance_config: Any, state: dict
             DedupeConfig, run_dedupe = _dedupe_stage()
             return _describe(run_dedupe(workspace, _config(DedupeConfig, settings, f"recipe {recipe.path}: dedupe")))
 
-        def dedupe_inputs() -> dict[str, Any]:
-            verdicts = reviews.fingerprint(workspace)  # a person's verdicts are dedupe's input too
-            return {"settings": settings, "faces": listing("faces"), **({"reviews": verdicts} if verdicts else {})}
-
-        plan.append(Step("dedupe", "dedupe", ("faces", "reviews"), ("decisions",), dedupe_inputs,
+        # decisions are the machine's alone (a person's verdicts are applied by balance), so faces are the only input
+        plan.append(Step("dedupe", "dedupe", ("faces",), ("decisions",),
+                         lambda: {"settings": settings, "faces": listing("faces")},
                          lambda: listing("decisions"), dedupe))
 
     def balance() -> str:
@@ -348,7 +346,7 @@ def steps(workspace: Workspace, recipe: Recipe, balance_config: Any, state: dict
         return {"settings": balance_config.settings(), "recipe": recipe.text, "tables": inputs_fingerprint(workspace)}
 
     out = workspace.root / "dataset"
-    plan.append(Step("balance", "balance", ("faces", "decisions"), ("dataset",), balance_inputs,
+    plan.append(Step("balance", "balance", ("faces", "decisions", "reviews"), ("dataset",), balance_inputs,
                      lambda: tree_listing(out) if out.exists() else None, balance))
     return plan
 
@@ -392,7 +390,9 @@ def _crawl_step(workspace: Workspace, crawl: dict[str, Any], where: str) -> Step
                  for e in emotions]
         return "\n".join(line for line in lines if line)
 
-    return Step("crawl", "crawl", (), ("images", "rejects"), lambda: {"settings": settings, "emotions": emotions},
+    # (crawl reads `images` too, for the pictures it already has: its own output, so not a fingerprint input)
+    return Step("crawl", "crawl", ("images",), ("images", "rejects"), lambda: {"settings": settings,
+                                                                               "emotions": emotions},
                 lambda: table_listing(workspace, "images", [u for u in workspace.units("images")
                                                             if u.startswith("crawl--")]), run)
 

@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from fusekit.errors import ConfigError
 from fusekit.records import REVIEW_QUEUE_SCHEMA, REVIEW_REASONS, REVIEW_VERDICTS, REVIEWS_SCHEMA
 from fusekit.taxonomy import CLASSES
-from fusekit.workspace import Workspace, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Workspace
 
 TABLE = "reviews"
 QUEUE_TABLE = "review_queue"
@@ -87,10 +86,20 @@ class Journal:
                     data = b"\n" + data
                 os.write(fd, data)
                 os.fsync(fd)
+                if not size:  # the journal was just created: its folder entry must reach the disk too
+                    _fsync_dir(self.path.parent)
                 self._known = (size + len(data), row["seq"])
             finally:
                 os.close(fd)  # releases the flock
         return row
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _ends_with_newline(fd: int, size: int) -> bool:
@@ -151,8 +160,7 @@ def load(workspace: Workspace) -> list[dict[str, Any]]:
     path = journal_path(workspace)
     if path.exists():
         return _read_journal(path)
-    part = workspace.unit_dir(TABLE, UNIT) / "part-00000.parquet"
-    return pq.read_table(part, schema=REVIEWS_SCHEMA).to_pylist() if part.is_file() else []
+    return workspace.read(TABLE, REVIEWS_SCHEMA, units=[UNIT]).to_pylist()
 
 
 def effective(rows: list[dict[str, Any]]) -> dict[str, Verdict]:
@@ -178,18 +186,13 @@ def verdicts(workspace: Workspace) -> dict[str, Verdict]:
 def compact(workspace: Workspace) -> pa.Table:
     """Write the journal as the `reviews` Parquet table (when it changed since the last compaction); returns it."""
     rows = load(workspace)
-    folder = workspace.unit_dir(TABLE, UNIT)
     table = pa.Table.from_pylist(rows, schema=REVIEWS_SCHEMA) if rows else REVIEWS_SCHEMA.empty_table()
     path = journal_path(workspace)
     if not path.exists():
         return table
     key = {"journal_bytes": path.stat().st_size, "rows": len(rows)}
-    info = folder / "_unit.json"
-    if info.is_file() and json.loads(info.read_text(encoding="utf-8")).get("key") == key \
-            and (folder / "part-00000.parquet").is_file():
-        return table
-    write_parquet_atomic(table, folder / "part-00000.parquet")
-    write_json_atomic({"stage": "review", "key": key}, info)
+    if (workspace.unit_info(TABLE, UNIT) or {}).get("key") != key or not workspace.parts(TABLE, UNIT):
+        workspace.write_unit(TABLE, UNIT, table, {"stage": "review", "key": key})
     return table
 
 
@@ -221,6 +224,32 @@ def outcome(verdict: Verdict | None, decision: str, reason: str | None, label: s
     return "keep", None, new_label, None
 
 
+def applied(decisions: pa.Table, given: dict[str, Verdict]) -> pa.Table:
+    """``decisions`` (with at least face_id, decision, reason, label and split) as a person's verdicts make them
+    (``outcome``): what dedupe's summary and the report count. The table on disk stays the machine's; only the rows
+    with a verdict change (their flags too, when the table has that column)."""
+    import pyarrow.compute as pc
+
+    if not given or not decisions.num_rows:
+        return decisions
+    hit = pc.indices_nonzero(pc.is_in(decisions.column("face_id"), value_set=pa.array(sorted(given), pa.string())))
+    if not len(hit):
+        return decisions
+    names = [c for c in ("decision", "reason", "label", "flags") if c in decisions.column_names]
+    columns = {c: decisions.column(c).to_pylist() for c in names}
+    ids, splits = decisions.column("face_id").to_pylist(), decisions.column("split").to_pylist()
+    for i in hit.to_pylist():
+        decision, reason, label, flag = outcome(given[ids[i]], columns["decision"][i], columns["reason"][i],
+                                                columns["label"][i], splits[i] == "test")
+        columns["decision"][i], columns["reason"][i], columns["label"][i] = decision, reason, label
+        if flag and "flags" in columns and flag not in (columns["flags"][i] or []):
+            columns["flags"][i] = [*(columns["flags"][i] or []), flag]
+    for c in names:
+        decisions = decisions.set_column(decisions.column_names.index(c), decisions.schema.field(c),
+                                         pa.array(columns[c], decisions.schema.field(c).type))
+    return decisions
+
+
 @dataclass(frozen=True)
 class Progress:
     """How far the review has got: what `fusekit status` says and the report's #review section shows."""
@@ -245,14 +274,14 @@ class Progress:
 
 def progress(workspace: Workspace) -> Progress | None:
     """The review's progress, read from the queue and the journal (None when there is neither)."""
-    queue_part = workspace.unit_dir(QUEUE_TABLE, UNIT) / "part-00000.parquet"
+    has_queue = bool(workspace.parts(QUEUE_TABLE, UNIT))
     rows = load(workspace)
-    if not queue_part.is_file() and not rows:
+    if not has_queue and not rows:
         return None
     given = effective(rows)
     queued = done = None
-    if queue_part.is_file():
-        queue = pq.read_table(queue_part, columns=["face_id", "reason"], schema=REVIEW_QUEUE_SCHEMA)
+    if has_queue:
+        queue = workspace.read(QUEUE_TABLE, REVIEW_QUEUE_SCHEMA, units=[UNIT], columns=["face_id", "reason"])
         pairs = list(zip(queue.column("face_id").to_pylist(), queue.column("reason").to_pylist()))
         counts = Counter(reason for _, reason in pairs)
         finished = Counter(reason for face_id, reason in pairs if face_id in given)
@@ -284,5 +313,4 @@ def status_lines(workspace: Workspace) -> list[str]:
 
 def read_queue(workspace: Workspace) -> pa.Table:
     """The `review_queue` table (empty when audit has not run)."""
-    part = workspace.unit_dir(QUEUE_TABLE, UNIT) / "part-00000.parquet"
-    return pq.read_table(part, schema=REVIEW_QUEUE_SCHEMA) if part.is_file() else REVIEW_QUEUE_SCHEMA.empty_table()
+    return workspace.read(QUEUE_TABLE, REVIEW_QUEUE_SCHEMA, units=[UNIT])

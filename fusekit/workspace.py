@@ -182,6 +182,27 @@ class Workspace:
             dataset = ds.dataset(files, format="parquet", schema=schema)
             return dataset.to_table(columns=columns, filter=filter)
 
+    def rows_by_id(self, table: str, ids: Iterable[str], columns: list[str]) -> dict[str, dict[str, Any]]:
+        """id -> ``columns`` of the rows of ``table`` whose ``id`` is in ``ids``. Only the parts that hold one are
+        read past their id column, and of those only the wanted rows are kept (a faces table holds gigabytes of crops;
+        a caller wants a few thousand)."""
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(set(ids)), pa.string())
+        out: dict[str, dict[str, Any]] = {}
+        if not len(wanted):
+            return out
+        with locks.reading(self):
+            for unit in self.units(table):
+                for path in self.parts(table, unit):
+                    hit = pc.is_in(pq.read_table(path, columns=["id"]).column("id"), value_set=wanted)
+                    rows = pc.indices_nonzero(hit)
+                    if not len(rows):
+                        continue
+                    for row in pq.read_table(path, columns=["id", *columns]).take(rows).to_pylist():
+                        out[row["id"]] = row
+        return out
+
     # -- writing without staging: whole units of one part, appended parts ----------------------------------------
     def write_unit(self, table: str, unit: str, data: pa.Table, info: dict[str, Any]) -> None:
         """Replace ``unit`` of ``table`` with one part and its `_unit.json` (a result recomputed as a whole, such as

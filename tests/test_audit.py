@@ -9,7 +9,7 @@ from helpers import call_cli
 
 from fusekit import api, reviews
 from fusekit.audit import AuditConfig, run_audit
-from fusekit.audit.stage import read_queue
+from fusekit.reviews import read_queue
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,11 @@ from fusekit.records import DECISIONS_SCHEMA, REVIEWS_SCHEMA
 from fusekit.workspace import Workspace
 
 
+def _shard_rows(ws: Workspace) -> list[dict]:
+    """Every row of the dataset balance wrote."""
+    return pads.dataset(str(ws.root / "dataset" / "data"), format="parquet").to_table().to_pylist()
+
+
 def test_journal_orders_undoes_and_last_verdict_wins(tmp_path):
     ws = Workspace(tmp_path / "ws")
     a, b = reviews.Journal(ws), reviews.Journal(ws)  # two tabs' requests, or two servers: one file
@@ -74,8 +79,7 @@ def reviewed(tmp_path_factory):
     journal.append({"face_id": facts["conflicts"][0], "verdict": "accept", "was_label": "angry"})
     journal.append({"face_id": facts["test_flipped"], "verdict": "reject"})
     report = run_balance(ws, BalanceConfig(weights_only=True))
-    rows = pads.dataset(str(ws.root / "dataset" / "data"), format="parquet").to_table().to_pylist()
-    return ws, facts, report, {r["source_id"]: r for r in rows}
+    return ws, facts, report, {r["source_id"]: r for r in _shard_rows(ws)}
 
 
 def test_balance_applies_verdicts(reviewed):
@@ -100,7 +104,8 @@ def test_a_new_verdict_makes_the_dataset_stale_and_a_rerun_reflects_it(reviewed)
     assert report.left_out["review_rejected"] == 2
 
 
-def test_dedupe_applies_verdicts_and_they_survive_a_reingest(tmp_path):
+def test_dedupe_counts_verdicts_and_they_survive_a_reingest(tmp_path):
+    """`decisions` stays the machine's; dedupe's summary and balance apply the verdicts, keyed by stable face ids."""
     ws = Workspace(tmp_path / "ws")
     faces = [syn.face_row(f"kdef/jpg/F{i:02d}/x#0", "kdef", ["happy", "sad", "fear"][i % 3], subject=f"F{i:02d}",
                           image=syn.face_png(7000 + i, noise=12)) for i in range(12)]
@@ -109,20 +114,38 @@ def test_dedupe_applies_verdicts_and_they_survive_a_reingest(tmp_path):
     syn.write_faces(ws, faces)
     config = DedupeConfig(workers=1, min_sharpness=0, min_face=0)
     run_dedupe(ws, config)
+    machine = ws.read("decisions", DECISIONS_SCHEMA, units=["all"]).to_pylist()
     journal = reviews.Journal(ws)
     journal.append({"face_id": faces[0]["id"], "verdict": "reject"})
     journal.append({"face_id": faces[1]["id"], "verdict": "relabel", "label": "surprise"})
     journal.append({"face_id": faces[-1]["id"], "verdict": "relabel", "label": "happy"})
     syn.write_faces(ws, faces)  # a re-ingest: every faces part written anew, the ids (stable) unchanged
     report = run_dedupe(ws, config)
-    table = ws.read("decisions", DECISIONS_SCHEMA, units=["all"]).to_pylist()
-    by_id = {r["face_id"]: r for r in table}
-    assert (by_id[faces[0]["id"]]["decision"], by_id[faces[0]["id"]]["reason"]) == ("drop", "review_rejected")
-    assert (by_id[faces[1]["id"]]["decision"], by_id[faces[1]["id"]]["label"]) == ("keep", "surprise")
-    test = by_id[faces[-1]["id"]]
-    assert (test["decision"], test["label"], test["flags"]) == ("keep", "angry", ["review_relabel:happy"])
+    assert ws.read("decisions", DECISIONS_SCHEMA, units=["all"]).to_pylist() == machine
     assert report.dropped["review_rejected"] == 1 and report.kept == 12
-    assert reviews.compact(ws).num_rows == 3  # the reviews table, compacted from the journal
+    run_balance(ws, BalanceConfig(weights_only=True))
+    rows = {r["source_id"]: r for r in _shard_rows(ws)}
+    assert faces[0]["id"] not in rows and rows[faces[1]["id"]]["label_name"] == "surprise"
+    test = rows[faces[-1]["id"]]
+    assert (test["label_name"], test["flags"]) == ("angry", ["review_relabel:happy"])
+
+
+def test_an_undone_verdict_leaves_nothing_behind(tmp_path):
+    """A reject given, dedupe run, then undone: balance keeps the face (the verdict never went into decisions)."""
+    ws = Workspace(tmp_path / "ws")
+    faces = [syn.face_row(f"kdef/jpg/F{i:02d}/x#0", "kdef", ["happy", "sad", "fear"][i % 3], subject=f"F{i:02d}",
+                          image=syn.face_png(7100 + i, noise=12)) for i in range(9)]
+    syn.write_faces(ws, faces)
+    config = DedupeConfig(workers=1, min_sharpness=0, min_face=0)
+    journal = reviews.Journal(ws)
+    given = journal.append({"face_id": faces[0]["id"], "verdict": "reject"})
+    assert run_dedupe(ws, config).dropped["review_rejected"] == 1
+    journal.append({"face_id": faces[0]["id"], "verdict": "undo", "undoes": given["seq"]})
+    report = run_balance(ws, BalanceConfig(weights_only=True))
+    assert report.left_out.get("review_rejected", 0) == 0
+    assert faces[0]["id"] in {r["source_id"] for r in _shard_rows(ws)}
+    stored = reviews.compact(ws)  # the journal as a table, written where `load` would read it without the journal
+    assert pq.read_table(ws.parts("reviews", "all")[0]).num_rows == stored.num_rows == 2
 
 
 def test_review_without_a_queue_is_one_line_exit_2(tmp_path, capsys):

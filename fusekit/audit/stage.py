@@ -30,17 +30,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from fusekit import reviews
 from fusekit.audit import heads
 from fusekit.audit.features import BUILTIN, builtin_features
 from fusekit.errors import ConfigError, UserError
-from fusekit.reviews import read_queue as read_queue  # where it was first (tests, callers)
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, REVIEW_QUEUE_SCHEMA, REVIEW_REASONS
 from fusekit.taxonomy import CLASSES
-from fusekit.workspace import Workspace, digest, write_json_atomic, write_parquet_atomic
+from fusekit.workspace import Workspace, digest
 
 log = logging.getLogger(__name__)
 TOP = 3
@@ -93,10 +90,6 @@ def _candidates(workspace: Workspace, report: AuditReport) -> tuple[pa.Table, di
     faces = workspace.read("faces", FACES_SCHEMA, columns=["id", "image_id", "dataset", "split", "label"])
     if not faces.num_rows:
         raise UserError(f"the workspace {workspace.root} has no faces: run `fusekit ingest NAME --source PATH` first")
-    images = workspace.units("images")
-    if images:  # orphans (their images row is gone after a re-ingest) are ignored, as every stage does
-        image_ids = workspace.read("images", pa.schema([("id", pa.string())]), columns=["id"]).column("id")
-        faces = faces.filter(pc.is_in(faces.column("image_id"), value_set=image_ids))
     decision: dict[str, tuple[str, str | None]] = {}
     if "all" in workspace.units("decisions"):
         table = workspace.read("decisions", DECISIONS_SCHEMA, units=["all"], columns=["face_id", "decision", "reason"])
@@ -127,18 +120,9 @@ def _candidates(workspace: Workspace, report: AuditReport) -> tuple[pa.Table, di
 
 
 def _crops(workspace: Workspace, ids: list[str]) -> list[bytes | None]:
-    """The aligned crop bytes of ``ids``, read part by part (only the id and image columns)."""
-    wanted = {face_id: k for k, face_id in enumerate(ids)}
-    out: list[bytes | None] = [None] * len(ids)
-    for entry in workspace.listing("faces"):
-        part = pq.read_table(workspace.tables / entry[0], columns=["id", "image"])
-        image = part.column("image").combine_chunks()
-        data = image.field("bytes").to_pylist() if len(image) else []
-        for face_id, blob in zip(part.column("id").to_pylist(), data):
-            k = wanted.get(face_id)
-            if k is not None:
-                out[k] = blob
-    return out
+    """The aligned crop bytes of ``ids``, in their order."""
+    rows = workspace.rows_by_id("faces", ids, ["image"])
+    return [((rows.get(i) or {}).get("image") or {}).get("bytes") for i in ids]
 
 
 def _features(extractor: FeatureExtractor | None, crops) -> tuple[np.ndarray, str]:
@@ -172,10 +156,11 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None,
     from cleanlab.filter import find_label_issues
 
     config = config or AuditConfig()
+    if config.run is not None and extractor is None:
+        raise UserError("audit --run needs the run's features: call it through fusekit.api.audit")
     workspace.ensure()
     report = AuditReport()
     t0 = time.perf_counter()
-    reviews.compact(workspace)
     faces, kinds = _candidates(workspace, report)
     ids = faces.column("id").to_pylist()
     labels = faces.column("label").to_pylist()
@@ -184,8 +169,6 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None,
     crops = _crops(workspace, ids)
     report.seconds["read"] = round(time.perf_counter() - t0, 2)
     t = time.perf_counter()
-    if config.run is not None and extractor is None:
-        raise UserError("audit --run needs the run's features: call it through fusekit.api.audit")
     x, report.features = _features(extractor, crops)
     report.seconds["features"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
@@ -240,11 +223,10 @@ def run_audit(workspace: Workspace, config: AuditConfig | None = None,
                      "features": report.features})
         report.queued[why[0]] += 1
     table = pa.Table.from_pylist(rows, schema=REVIEW_QUEUE_SCHEMA) if rows else REVIEW_QUEUE_SCHEMA.empty_table()
-    folder = workspace.unit_dir(reviews.QUEUE_TABLE, reviews.UNIT)
-    write_parquet_atomic(table, folder / "part-00000.parquet")
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
-    write_json_atomic({"stage": "audit", "config": asdict(config), "decisions": digest(workspace.listing("decisions")),
-                       "report": report.to_json()}, folder / "_unit.json")
+    workspace.write_unit(reviews.QUEUE_TABLE, reviews.UNIT, table, {
+        "stage": "audit", "config": asdict(config), "decisions": digest(workspace.listing("decisions")),
+        "report": report.to_json()})
     return report
 
 

@@ -10,8 +10,8 @@ flagged from its reason. The only official test faces not in the test split are 
 (contempt with ``--classes 7``) and datasets whose split is redone (``redo_splits``); those are counted on the card.
 Each shard row carries the decisions' ``flags`` (an augmented copy its parent's).
 
-A person's verdicts (``fusekit.reviews``) are applied here too, so a rerun of balance reflects them even before
-dedupe runs again: a rejected face is left out (``review_rejected``), a relabelled one goes in with its new label, an
+A person's verdicts (``fusekit.reviews``) are applied here, on dedupe's own decisions, so a rerun of balance reflects
+them (an undone verdict included) without dedupe running again: a rejected face is left out (``review_rejected``), a relabelled one goes in with its new label, an
 accepted face that dedupe sent to review goes in; on an official test member a verdict only adds a flag.
 """
 

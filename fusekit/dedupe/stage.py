@@ -7,9 +7,9 @@ join pairs into groups, keep one face per group by the keep policy, flag label c
 An official test member (split "test") is never dropped or sent to review: it is kept, and what would have removed
 it (its quality reason, a duplicate of another test member, a label conflict) goes to its ``flags``; what duplicates
 it outside the test split is dropped as ``test_leakage``.
-A person's verdicts (the `reviews` table, ``fusekit.reviews``) are applied last: a rejected face is dropped
-(``review_rejected``), a relabelled one kept with its new label, an accepted conflict kept; on an official test member
-a verdict is a flag.
+`decisions` holds the machine's judgement only: a person's verdicts (``fusekit.reviews``) are applied by the readers
+(balance, audit) on top of it, so an undone or changed verdict never lingers in a table. Dedupe's summary counts them
+(a rejected face as dropped ``review_rejected``, a relabelled or accepted one as kept).
 Decisions are recomputed as a whole on every run and written as unit `all`, so a rerun after new ingests equals a run
 from scratch and a rerun with other settings reverses earlier decisions. Source files are never opened.
 """
@@ -194,32 +194,22 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
     decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
-    decisions = _apply_reviews(workspace, decisions, report)
+    _count_reviews(workspace, decisions, report)
     _write(workspace, decisions, config, report, faces_read)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
     return report
 
 
-def _apply_reviews(workspace: Workspace, decisions: pa.Table, report: DedupeReport) -> pa.Table:
-    """A person's verdicts (`fusekit review`) over the judgement of the machine: see ``fusekit.reviews.outcome``."""
+def _count_reviews(workspace: Workspace, decisions: pa.Table, report: DedupeReport) -> None:
+    """The summary's counts with a person's verdicts applied (``fusekit.reviews.applied``); the table stays the
+    machine's, which balance and audit read with the verdicts of their own time."""
     given = reviews.verdicts(workspace)
     if not given:
-        return decisions
-    reviews.compact(workspace)
-    rows = decisions.to_pylist()
-    for row in rows:
-        verdict = given.get(row["face_id"])
-        if verdict is None:
-            continue
-        decision, reason, label, flag = reviews.outcome(verdict, row["decision"], row["reason"], row["label"],
-                                                        row["split"] == "test")
-        row.update(decision=decision, reason=reason, label=label)
-        if flag and flag not in row["flags"]:
-            row["flags"] = [*row["flags"], flag]
-    report.kept = sum(r["decision"] == "keep" for r in rows)
-    report.review = sum(r["decision"] == "review" for r in rows)
-    report.dropped = Counter(str(r["reason"]) for r in rows if r["decision"] == "drop")
-    return pa.Table.from_pylist(rows, schema=DECISIONS_SCHEMA)
+        return
+    after = reviews.applied(decisions, given)
+    kinds = after.column("decision").to_pylist()
+    report.kept, report.review = kinds.count("keep"), kinds.count("review")
+    report.dropped = Counter(str(r) for d, r in zip(kinds, after.column("reason").to_pylist()) if d == "drop")
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fusekit import locks, reviews
+from fusekit import reviews
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, IMAGES_SCHEMA, REJECTS_SCHEMA
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace
@@ -114,6 +114,8 @@ def collect(workspace: Workspace) -> ReportData:
     rejects = workspace.read("rejects", REJECTS_SCHEMA, columns=["stage", "dataset", "variant", "reason"])
     faces = workspace.read("faces", FACES_SCHEMA, columns=["id", "image_id", "dataset", "variant", "label"])
     face_rejects = workspace.read("face_rejects", REJECTS_SCHEMA, columns=["dataset", "variant", "reason"])
+    # dedupe's own judgement (the funnel shows what each stage did; a person's verdicts are the #review section's, and
+    # balance's row counts them among what it left out)
     decisions = workspace.read("decisions", DECISIONS_SCHEMA,
                                columns=["face_id", "dataset", "label", "decision", "reason", "dup_group"])
     card = _dataset_card(workspace.root / "dataset")
@@ -275,32 +277,11 @@ def _samples(workspace, faces, decisions) -> dict[str, list[Thumb]]:
     chosen = {f"class:{c}": _round_robin(by_class[c], SAMPLES_PER_ROW)
               for c in [c for c in ALL_CLASSES if c in by_class] + sorted(set(by_class) - set(ALL_CLASSES))}
     chosen.update({f"source:{d}": _round_robin(by_source[d], SAMPLES_PER_ROW) for d in sorted(by_source)})
-    wanted = sorted({i for ids in chosen.values() for i in ids})
-    crops = _crops(workspace, set(wanted))
-    out = {}
-    for key, ids in chosen.items():
-        out[key] = [Thumb(i, crops[i][0], crops[i][1] or "?", thumbnail(crops[i][2]))
-                    for i in ids if i in crops and crops[i][2]]
-    return out
-
-
-def _crops(workspace, wanted: set[str]) -> dict[str, tuple[str, str, bytes | None]]:
-    """id -> (dataset, label, PNG bytes) of the ``wanted`` faces. Only the parts that hold one are read, and of those
-    only the wanted rows' images are kept (a faces table holds gigabytes of crops; the page shows a hundred)."""
-    crops: dict[str, tuple[str, str, bytes | None]] = {}
-    if not wanted:
-        return crops
-    with locks.reading(workspace):
-        for unit in workspace.units("faces"):
-            for path in sorted(workspace.unit_dir("faces", unit).glob("part-*.parquet")):
-                ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-                rows = [i for i, face_id in enumerate(ids) if face_id in wanted]
-                if not rows:
-                    continue
-                table = pq.read_table(path, columns=["id", "dataset", "label", "image"]).take(rows)
-                for row in table.to_pylist():
-                    crops[row["id"]] = (row["dataset"], row["label"], (row["image"] or {}).get("bytes"))
-    return crops
+    known = {face_id: (dataset, label) for face_id, dataset, label in rows}  # the label it is kept with
+    crops = {i: (r["image"] or {}).get("bytes") for i, r in workspace.rows_by_id(
+        "faces", {i for ids in chosen.values() for i in ids}, ["image"]).items()}  # only the chosen rows' images
+    return {key: [Thumb(i, known[i][0], known[i][1] or "?", thumbnail(crops[i])) for i in ids if crops.get(i)]
+            for key, ids in chosen.items()}
 
 
 def _jpeg_uri(data: bytes) -> str:

@@ -120,7 +120,10 @@ def make_app(workspace: Workspace, token: str | None = None):
 
     def _append(entry: dict[str, Any]) -> dict[str, Any]:
         row = journal.append(entry)  # durable (fsynced) when it returns
-        return {"saved": True, "seq": row["seq"], "face_id": row["face_id"], "state": state(row["face_id"])}
+        # a new verdict is the one that counts: only an undo needs the journal read again
+        now = state(row["face_id"]) if row["verdict"] == "undo" else {
+            "verdict": row["verdict"], "label": row.get("label"), "seq": row["seq"]}
+        return {"saved": True, "seq": row["seq"], "face_id": row["face_id"], "state": now}
 
     async def api_verdict(request: Request) -> JSONResponse:
         try:
