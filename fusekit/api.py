@@ -176,6 +176,8 @@ def report(workspace: Workspace, out: str | Path | None = None) -> Path:
     after it."""
     from fusekit.report import write_report
 
+    if out is not None and Path(out).is_dir():
+        raise UserError(f"--out {out} is a folder: give the HTML file to write (e.g. {Path(out) / 'report.html'})")
     require(workspace)
     workspace.recover()
     with locks.reading(workspace):
@@ -191,6 +193,7 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
     import numpy as np
 
     from fusekit.explain import ExplainConfig, choose, explain_faces
+    from fusekit.explain.gradcam import METHODS
     from fusekit.train.data import open_shards, read_columns
     from fusekit.train.decode import decode
     from fusekit.train.evaluate import checkpoint_path, resolve_run
@@ -199,6 +202,8 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
     config = config or ExplainConfig()
     if config.per_class < 1:
         raise UserError(f"--per-class must be at least 1, not {config.per_class}")
+    if config.method not in METHODS:  # before the shards are read and the model loaded
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, not {config.method!r}")
     run = resolve_run(workspace.root, config.run)
     saved = run.config()
     classes = list(run.dataset_info().get("classes") or [])
@@ -217,7 +222,7 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
                   config.per_class)
     if not rows:
         raise UserError(f"the {split} split of {shards.root} has no faces of the run's classes to explain")
-    images = read_columns(files, ["image"])["image"]
+    images = _images_at(files, rows)  # the chosen rows' images only, not the split's
     size, channels = int(saved["input_size"]), int(saved["channels"])
     faces = np.stack([decode(images[i]["bytes"], size, channels) for i in rows])
     ckpt = checkpoint_path(run, config.checkpoint)
@@ -225,6 +230,22 @@ def explain(workspace: Workspace, config: Any = None) -> Any:
     return explain_faces(model, faces, [mapped[i] for i in rows], [meta["source_id"][i] for i in rows], classes,
                          run.dir / "explain", run=run.name, split=split, checkpoint=ckpt.name, layer=config.layer,
                          method=config.method)
+
+
+def _images_at(files: list[Path], rows: list[int]) -> dict[int, Any]:
+    """row (numbered over ``files`` one after the other) -> its ``image`` cell, reading only the files that hold one."""
+    import pyarrow.parquet as pq
+
+    out: dict[int, Any] = {}
+    start = 0
+    for path in files:
+        count = pq.ParquetFile(path).metadata.num_rows
+        local = [r - start for r in rows if start <= r < start + count]
+        if local:
+            cells = pq.read_table(path, columns=["image"]).column("image").take(local).to_pylist()
+            out.update(zip((start + k for k in local), cells))
+        start += count
+    return out
 
 
 def audit(workspace: Workspace, config: Any = None) -> Any:

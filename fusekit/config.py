@@ -18,12 +18,11 @@ C = TypeVar("C")
 _FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
 
 
-def from_mapping(cls: type[C], data: dict[str, Any] | None, where: str | None = None,
-                 exclude: tuple[str, ...] = ()) -> C:
+def from_mapping(cls: type[C], data: dict[str, Any] | None, where: str | None = None) -> C:
     """``cls(**data)`` with keys spelled as flags or fields (``chunk-size``, ``chunk_size``). An unknown key is named
     with the valid ones; with ``where`` (a recipe block) every error names the recipe and its keys, else the flags."""
     data = {str(k).replace("-", "_"): v for k, v in (data or {}).items()}
-    known = [f.name for f in fields(cls) if f.name not in exclude]  # type: ignore[arg-type]
+    known = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
         name = unknown[0] if where else "--" + unknown[0].replace("_", "-")

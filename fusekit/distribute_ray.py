@@ -12,6 +12,8 @@ Ray is an optional extra (``pip install "fusekit[ray]"``); without it ``--runner
 
 from __future__ import annotations
 
+import collections
+import itertools
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
@@ -52,20 +54,30 @@ def ray_tasks(address: str | None = None, *, in_flight: int | None = None, max_r
     ``RAY_ADDRESS`` names, else a local Ray started for this run). ``in_flight``: tasks outstanding at most
     (default: twice the cluster's CPUs, so every CPU has the next part waiting)."""
     ray = require_ray()
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 ignore_reinit_error=True)
-    task = ray.remote(num_cpus=num_cpus, max_retries=max_retries)(_call)
-    limit = in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    started_here = False
+
+    def connect():
+        """Ray joined (or started) on the first part, not before: a run with nothing to do starts no cluster."""
+        nonlocal started_here
+        if not ray.is_initialized():
+            started_here = True
+            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                     ignore_reinit_error=True)
+        task = ray.remote(num_cpus=num_cpus, max_retries=max_retries)(_call)
+        return task, in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
 
     def distribute(worker: Callable[[Any], Any], items: Iterable[Item]) -> Iterator[Item]:
+        items = iter(items)
+        first = next(items, None)
+        if first is None:
+            return
+        task, limit = connect()
         shared = ray.put(worker)  # the worker (its settings) goes to the object store once, not once per part
-        pending: list[tuple[int, Any]] = []
-        for index, payload in items:
+        pending: collections.deque[tuple[int, Any]] = collections.deque()
+        for index, payload in itertools.chain([first], items):
             pending.append((index, task.remote(shared, payload)))
             while len(pending) > limit:
-                done, ref = pending.pop(0)
+                done, ref = pending.popleft()
                 yield done, ray.get(ref)
         for done, ref in pending:
             yield done, ray.get(ref)

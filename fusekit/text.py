@@ -7,7 +7,7 @@ lifting that stage above the api.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from fusekit.records import SPLITS
 from fusekit.taxonomy import CLASSES
@@ -33,7 +33,7 @@ def _numeric(text: str) -> bool:
     return text.replace(",", "").replace(".", "").isdigit()
 
 
-def reasons(counter: Counter[str]) -> str:
+def reasons(counter: Mapping[str, int]) -> str:
     """``reason count, ...``, most frequent first (ties by name), as every summary line lists rejects."""
     return ", ".join(f"{reason} {count:,}" for reason, count in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 

@@ -1,8 +1,8 @@
 """Headless Chromium for the tests (Debian's ``chromium`` + ``chromium-driver``), driven by Selenium with explicit
 paths, so that Selenium Manager never looks for (or downloads) a browser or a driver.
 
-Every host name resolves to nothing (``--host-resolver-rules``) and the network service is told to stay offline:
-a page that tried to fetch something from outside would fail to, and the DevTools log below shows the attempt.
+Every host name resolves to nothing (``--host-resolver-rules``; background networking off): a page that tried to
+fetch something from outside would fail to, and the DevTools log below shows the attempt.
 """
 
 from __future__ import annotations

@@ -91,34 +91,31 @@ def test_the_ground_floor_imports_no_stage():
     assert wrong == []
 
 
-def test_train_reads_shards_only():
+def _table_uses(stage: str, schemas: set[str], readable: tuple[str, ...]) -> list[str]:
+    """Where a ``stage`` module names one of ``schemas`` or reads (``.read("name", ...)``) a table not in
+    ``readable``."""
     wrong = []
     for name, path in MODULES.items():
-        if _top(name) != "train":
+        if _top(name) != stage:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.Name, ast.alias)) and (getattr(node, "id", None) or node.name) in TABLE_SCHEMAS:
+            if isinstance(node, (ast.Name, ast.alias)) and (getattr(node, "id", None) or node.name) in schemas:
                 wrong.append(f"{name} uses a table schema")
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "read" \
-                    and node.args and isinstance(node.args[0], ast.Constant):
+                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value not in readable:
                 wrong.append(f"{name} reads the table {node.args[0].value!r}")
-    assert wrong == []
+    return wrong
+
+
+def test_train_reads_shards_only():
+    assert _table_uses("train", TABLE_SCHEMAS, ()) == []
 
 
 def test_dedupe_reads_only_faces():
     """What dedupe needs of a picture (its labels, a label conflict) the faces stage copies into the faces rows."""
-    wrong = []
-    for name, path in MODULES.items():
-        if _top(name) != "dedupe":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.Name, ast.alias)) and (getattr(node, "id", None) or node.name) in \
-                    TABLE_SCHEMAS - {"FACES_SCHEMA", "DECISIONS_SCHEMA"}:
-                wrong.append(f"{name} uses another stage's table schema")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "read" \
-                    and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value not in ("faces", "decisions", "dedupe_hashes"):  # faces; its own
-                wrong.append(f"{name} reads the table {node.args[0].value!r}")
-    assert wrong == []
+    # faces; its own decisions and hash cache
+    assert _table_uses("dedupe", TABLE_SCHEMAS - {"FACES_SCHEMA", "DECISIONS_SCHEMA"},
+                       ("faces", "decisions", "dedupe_hashes")) == []
 
 
 def test_every_module_is_on_a_known_floor():

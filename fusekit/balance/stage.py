@@ -39,6 +39,7 @@ from fusekit.errors import UserError
 from fusekit.records import DECISIONS_SCHEMA, FACES_SCHEMA, SPLITS, flag_kind
 from fusekit.taxonomy import CLASSES
 from fusekit.workspace import Workspace, digest, write_json_atomic
+from fusekit.text import reasons
 
 FACE_COLUMNS = ["id", "image_id", "dataset", "split", "subject", "group", "label", "terms"]
 
@@ -448,7 +449,7 @@ def official_test_summary(report: BalanceReport) -> dict[str, dict[str, Any]]:
 
 
 def _reasons(counter: Counter[str]) -> str:
-    return ", ".join(f"{k} {v:,}" for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+    return reasons(counter) or "none"
 
 
 def status_lines(workspace: Workspace) -> list[str]:

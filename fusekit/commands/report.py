@@ -19,9 +19,6 @@ def report(
     before and after balancing, duplicates between datasets, sample faces, crawl yield, review progress, and each
     run's curves, confusion matrix, per-source accuracy and Grad-CAM maps."""
     from fusekit import api
-    from fusekit.errors import UserError
 
-    if out is not None and out.is_dir():
-        raise UserError(f"--out {out} is a folder: give the HTML file to write (e.g. {out / 'report.html'})")
     path = api.report(_workspace(), out)
     _echo(f"report: {path}")

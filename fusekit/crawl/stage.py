@@ -27,6 +27,7 @@ from fusekit.config import FromMapping
 from fusekit.errors import ConfigError, FusekitError
 from fusekit.taxonomy import CLASSES, normalise
 from fusekit.workspace import Unit, Workspace
+from fusekit.text import reasons
 
 if TYPE_CHECKING:  # the transport (requests, icrawler, bs4) is imported by a crawl, not by `fusekit status`
     from fusekit.crawl.politeness import Politeness, Rules
@@ -297,7 +298,7 @@ def _nothing_message(report: CrawlReport) -> str:
         return (f"the crawl found nothing: {broken} of {len(searched)} {report.engine} searches returned result "
                 f"pages with no pictures or failed (see the warnings above); the engine may have changed its pages "
                 f"or refused us")
-    rejects = ", ".join(f"{r} {n}" for r, n in sorted(report.rejects.items(), key=lambda kv: (-kv[1], kv[0])))
+    rejects = reasons(report.rejects)
     return (f"the crawl found nothing it could keep: {results} results on {report.engine}, every one rejected or "
             f"skipped ({rejects or 'no rejects'})")
 
@@ -319,8 +320,7 @@ def format_report(report: CrawlReport) -> str:
     rejects = report.rejects
     lines.append(f"{report.new_images:,} new pictures ({report.stored_total:,} in the workspace for these emotions), "
                  f"{sum(rejects.values()):,} rejected"
-                 + (f" ({', '.join(f'{r} {n:,}' for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))})"
-                    if rejects else "")
+                 + (f" ({reasons(rejects)})" if rejects else "")
                  + f", {report.conflicts:,} label conflicts, {report.requests:,} requests "
                    f"({report.retries:,} retries, {report.robots_fetched:,} robots.txt), {report.seconds:.1f} s")
     lines += [f"warning: {w}" for w in report.warnings]
@@ -357,7 +357,7 @@ def status_lines(workspace: Workspace) -> list[str]:
         rejects = Counter(workspace.read("rejects", REJECTS_SCHEMA, units=[unit], columns=["reason"])
                           .column("reason").to_pylist()) if unit in workspace.units("rejects") else Counter()
         total_faces = sum(sum(c.values()) for c in faces.values())
-        reject_text = ", ".join(f"{r} {n:,}" for r, n in sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
+        reject_text = reasons(rejects)
         lines.append(f"  {Unit.parse(unit).variant}: {table.num_rows:,} pictures, {total_faces:,} faces, "
                      f"{sum(rejects.values()):,} rejected" + (f" ({reject_text})" if reject_text else "")
                      + f", {conflicts:,} label conflicts")

@@ -16,7 +16,6 @@ part that holds the row (atomically, by rename).
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import defaultdict
@@ -36,7 +35,6 @@ DATASET = "crawl"
 TERMS = "web"  # each picture's own licence applies; fusekit knows only where it came from
 # Failures worth another try on a later run with --retry-rejected (the others are properties of the content).
 TRANSIENT = frozenset({"http_error", "timeout", "connection_failed", "too_many_redirects"})
-_PART = re.compile(r"part-(\d+)\.parquet$")
 
 
 def unit_for(engine: str) -> str:

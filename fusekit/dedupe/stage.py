@@ -180,8 +180,11 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     units = _live_units(workspace, report)
     faces_read = digest(workspace.listing("faces"))  # balance compares: decisions made on other faces are stale
     metas, hashes = [], []
+    picture_labels: dict[str, list[str]] = {}
     for unit in units:
-        meta = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=META_COLUMNS)
+        meta = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=[*META_COLUMNS, "labels"])
+        picture_labels.update(_conflicting_pictures(meta))
+        meta = meta.select(META_COLUMNS)
         table, cached = unit_hashes(workspace, unit, config, rows=meta.num_rows)
         (report.cached_units if cached else report.hashed_units).append(unit)
         # align cached rows with the faces rows by id (both come from the same files; the join makes it explicit)
@@ -193,7 +196,7 @@ def run_dedupe(workspace: Workspace, config: DedupeConfig | None = None) -> Dedu
     meta = pa.concat_tables(metas) if metas else FACES_SCHEMA.empty_table().select(META_COLUMNS)
     hashed = hashing.from_table(pa.concat_tables(hashes)) if hashes else hashing.hash_images([])
     report.seconds["hash"] = round(time.perf_counter() - t0, 2)
-    decisions = decide(meta, hashed, config, report, picture_labels=_conflicting_pictures(workspace, units))
+    decisions = decide(meta, hashed, config, report, picture_labels=picture_labels)
     _count_reviews(workspace, decisions, report)
     _write(workspace, decisions, config, report, faces_read)
     report.seconds["total"] = round(time.perf_counter() - t0, 2)
@@ -254,17 +257,13 @@ def candidate_pairs(hashed: hashing.HashBatch, live: np.ndarray, config: DedupeC
     return live[a], live[b], flag
 
 
-def _conflicting_pictures(workspace: Workspace, units: list[str]) -> dict[str, list[str]]:
+def _conflicting_pictures(faces: pa.Table) -> dict[str, list[str]]:
     """Pictures the crawl found under two or more emotions, with those emotions (the faces stage copies them into
     the faces rows' ``labels``): their faces carry one label (the first found), but the picture is a label conflict
     like a group with two labels."""
-    found: dict[str, list[str]] = {}
-    for unit in units:
-        faces = workspace.read("faces", FACES_SCHEMA, units=[unit], columns=["image_id", "labels"])
-        flagged = faces.filter(pc.is_valid(faces.column("labels")))
-        for image_id, labels in zip(flagged.column("image_id").to_pylist(), flagged.column("labels").to_pylist()):
-            found[image_id] = list(labels)
-    return found
+    flagged = faces.filter(pc.is_valid(faces.column("labels")))
+    return {image_id: list(labels) for image_id, labels in zip(flagged.column("image_id").to_pylist(),
+                                                                flagged.column("labels").to_pylist())}
 
 
 def decide(meta: pa.Table, hashed: hashing.HashBatch, config: DedupeConfig, report: DedupeReport,

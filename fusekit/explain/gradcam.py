@@ -35,8 +35,8 @@ Where the cut is: the last layer (scanning back from the output) whose output is
 layer (the last convolution's activations, as in the paper), or, in a model that wraps a
 backbone (resnet50, densenet121 wrap `keras.applications`), the last 4-D layer inside that backbone. The layers after
 the cut must form a chain (each takes the one before it), which holds for every model of `fusekit.train.models`;
-`split` checks that ``head(body(x))`` equals the model's own output and refuses the cut otherwise (name another
-layer with ``layer=``).
+`gradcam` checks on every batch that ``head(body(x))`` equals the model's own output and refuses the cut otherwise
+(name another layer with ``layer=``).
 """
 
 from __future__ import annotations

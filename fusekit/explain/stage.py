@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit.workspace import write_json_atomic
+from fusekit.workspace import write_bytes_atomic, write_json_atomic
 
 PER_CLASS = 6
 
@@ -79,7 +79,7 @@ def explain_faces(model, faces: np.ndarray, labels: Sequence[int], source_ids: S
         rows = np.flatnonzero(labels == c)
         name = classes[c] if c < len(classes) else str(c)
         path = out_dir / f"{_safe(name)}.png"
-        _write_bytes(path, class_grid([faces[i] for i in rows], [maps.heat[i] for i in rows]))
+        write_bytes_atomic(path, class_grid([faces[i] for i in rows], [maps.heat[i] for i in rows]))
         report.files.append(path)
         report.faces[name] = len(rows)
         entries.append({"class": name, "file": path.name, "faces": [
@@ -91,7 +91,7 @@ def explain_faces(model, faces: np.ndarray, labels: Sequence[int], source_ids: S
     buf = io.BytesIO()
     np.savez_compressed(buf, heat=maps.heat.astype(np.float16), labels=labels,
                         source_ids=np.asarray([str(s) for s in source_ids]))
-    _write_bytes(out_dir / "heatmaps.npz", buf.getvalue())
+    write_bytes_atomic(out_dir / "heatmaps.npz", buf.getvalue())
     report.files.append(out_dir / "heatmaps.npz")
     write_json_atomic({"run": run, "checkpoint": checkpoint, "split": split, "layer": maps.layer,
                        "backend": maps.backend, "method": maps.method, "target": "the true class",
@@ -102,15 +102,6 @@ def explain_faces(model, faces: np.ndarray, labels: Sequence[int], source_ids: S
 
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "class"
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import uuid
-
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def render_explain(report: ExplainReport) -> str:

@@ -383,10 +383,9 @@ def _plan(workspace: Workspace, unit: str, redo: bool, size: int) -> _Plan:
     plan = _Plan([], set(), set(), [], exists, listing=listing)
     face_rows: list[tuple[str, bool]] = []
     for path in faces_parts.values():
-        table = pq.read_table(path, columns=[c for c in CARRIED if c in pq.read_schema(path).names])
-        # parts written before the labels column hold no conflicts
-        columns = [table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
-                   for c in CARRIED]
+        # read against today's schema: a part written before the labels column gets nulls there (no conflicts)
+        table = ds.dataset(str(path), format="parquet", schema=FACES_SCHEMA).to_table(columns=list(CARRIED))
+        columns = [table.column(c).to_pylist() for c in CARRIED]
         for image_id, extra, crop_size, labels in zip(*columns):
             # a result is current while its picture is unchanged, its crop has the size and framing asked for and
             # it carries the picture's label conflict as it is now

@@ -284,26 +284,23 @@ def _samples(workspace, faces, decisions) -> dict[str, list[Thumb]]:
             for key, ids in chosen.items()}
 
 
-def _jpeg_uri(data: bytes) -> str:
-    """A picture as a JPEG data URI (a map grid is a third of the size of its PNG)."""
+def _jpeg_uri(data: bytes, quality: int = 88, side: int | None = None) -> str:
+    """A picture as a JPEG data URI, resized to ``side`` x ``side`` if given (a map grid is a third of the size of its
+    PNG)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
         rgb = image.convert("RGB")
+    if side is not None:
+        rgb = rgb.resize((side, side), Image.BILINEAR)
     buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=88, optimize=True)
+    rgb.save(buf, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def thumbnail(data: bytes, side: int = THUMB_SIDE) -> str:
     """A face crop as a small JPEG data URI."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        small = image.convert("RGB").resize((side, side), Image.BILINEAR)
-    buf = io.BytesIO()
-    small.save(buf, format="JPEG", quality=85, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _jpeg_uri(data, quality=85, side=side)
 
 
 # -- crawl, review ------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Sequence
 from fusekit import __version__
 from fusekit.report import charts
 from fusekit.report.collect import ReportData, RunData, Stage
+from fusekit.text import reasons
 
 SECTIONS = (
     ("funnel", "Funnel"),
@@ -112,7 +113,7 @@ def _heat(value: float, peak: float) -> str:
 
 
 def _reasons(counts: dict[str, int]) -> str:
-    return ", ".join(f"{r} {n:,}" for r, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+    return reasons(counts) or "-"
 
 
 # -- sections -----------------------------------------------------------------------------------------------------

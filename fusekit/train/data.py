@@ -1,5 +1,6 @@
-"""The training input: the balance stage's Parquet shards, streamed (never loaded whole), decoded and augmented in
-parallel, shuffled, prefetched.
+"""The training input: the balance stage's Parquet shards, streamed, decoded and augmented in parallel, shuffled,
+prefetched. A split whose decoded images fit ``InputSpec.cache_bytes`` is decoded once and then gathered from memory
+(tf.data loader), in the same order, so its batches are those of the stream.
 
 Two loaders read the same row stream:
 
