@@ -236,7 +236,10 @@ class Workspace:
         """A staging area for ``unit``; reused (resumed) only if ``fingerprint`` matches the one it was made with.
 
         ``area``: a stage whose units share names with another stage's (the faces stage stages ``fer2013--csv``
-        while an ingest may stage its own) keeps its stagings apart, in ``.staging/<area>/<unit>``."""
+        while an ingest may stage its own) keeps its stagings apart, in ``.staging/<area>/<unit>``. Its name starts
+        with ``@``: that is how ``recover`` tells an area from a unit."""
+        if area is not None and not area.startswith("@"):
+            raise ValueError(f"a staging area's name starts with '@' (recover finds it by that), not {area!r}")
         self.ensure()
         path = self.staging / area / unit if area else self.staging / unit
         config_path = path / "_fingerprint.json"
